@@ -1,0 +1,1 @@
+"""Command-line entrypoints: ``oriserver`` (the server and its admin tasks) and ``ori``."""

@@ -1,0 +1,23 @@
+"""Where ``ori`` connects by default: the ORI_HOST/ORI_PORT environment, then localhost:50051."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from oriserver.config.env import EnvReader, variable
+from oriserver.config.settings import PORT
+
+HOST = variable("ORI_HOST", "localhost", "Server host `ori` connects to (`--host`).")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDefaults:
+    host: str
+    port: int
+
+
+def client_defaults(environ: Mapping[str, str]) -> ClientDefaults:
+    """Read the client's defaults; raises ConfigError naming a bad variable."""
+    env = EnvReader(environ)
+    return ClientDefaults(host=env.text(HOST), port=env.integer(PORT, 1, 65535))

@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers, status mapping, interceptors and the server factory."""

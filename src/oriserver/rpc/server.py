@@ -1,0 +1,70 @@
+"""Builds the grpc.aio server: services, health, reflection, interceptors, port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import _async as health_aio  # public as health.aio; the stubs lack that alias
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from oriserver._generated import mathhelper_pb2, mathhelper_pb2_grpc
+from oriserver.rpc.mathhelper import MathHelperServicer
+
+MATHHELPER_SERVICE = mathhelper_pb2.DESCRIPTOR.services_by_name["MathHelper"].full_name
+
+
+class BindError(Exception):
+    """The server could not listen on the configured address."""
+
+
+@dataclass
+class ServerParts:
+    """What the composition root hands the factory."""
+
+    mathhelper: MathHelperServicer
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()
+    reflection: bool = True
+    options: Sequence[tuple[str, int | str]] = ()
+
+
+@dataclass
+class BuiltServer:
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    port: int
+    services: tuple[str, ...]
+
+
+def create_server(parts: ServerParts, address: str) -> BuiltServer:
+    """Create (but do not start) the server; must run inside the event loop."""
+    server = grpc.aio.server(interceptors=list(parts.interceptors), options=list(parts.options))
+    mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, server)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = (MATHHELPER_SERVICE,)
+    if parts.reflection:
+        reflection.enable_server_reflection(
+            (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise BindError(f"cannot listen on {address}: {error}") from None
+    if port == 0:
+        raise BindError(f"cannot listen on {address}")
+    return BuiltServer(server, health_servicer, port, services)
+
+
+async def set_serving(built: BuiltServer, serving: bool) -> None:
+    """Set overall health and every service's health at once."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *built.services):
+        await built.health.set(name, status)

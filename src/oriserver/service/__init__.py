@@ -1,0 +1,1 @@
+"""The service layer: use cases that tie the pure domain to the adapters."""
