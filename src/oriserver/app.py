@@ -7,6 +7,7 @@ settings (port 0) through the same door.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class Application:
     settings: Settings
     built: BuiltServer
     recorder: Recorder
+    interceptor: ObservingInterceptor
     stopping: bool = field(default=False)
 
     @property
@@ -44,6 +46,9 @@ class Application:
         self.stopping = True
         grace = self.settings.shutdown_grace_s if grace is None else grace
         await set_serving(self.built, serving=False)
+        # Give Watch streams a moment to deliver NOT_SERVING before they are ended.
+        await asyncio.sleep(0.1)
+        self.interceptor.close_streams()
         await self.built.server.stop(grace)
 
 
@@ -51,10 +56,11 @@ def build_application(settings: Settings) -> Application:
     """Wire the real adapters for these settings; call inside the running event loop."""
     recorder: Recorder = NullRecorder()
     calculations = CalculationService(recorder, settings.instance_id)
+    interceptor = ObservingInterceptor(RpcObserver(settings.log_rpcs))
     parts = ServerParts(
         mathhelper=MathHelperServicer(calculations),
-        interceptors=[ObservingInterceptor(RpcObserver(settings.log_rpcs))],
+        interceptors=[interceptor],
         reflection=settings.reflection,
     )
     built = create_server(parts, settings.bind_address)
-    return Application(settings, built, recorder)
+    return Application(settings, built, recorder, interceptor)

@@ -1,8 +1,12 @@
-"""One structured log line per RPC: method, peer, status code and duration.
+"""One structured log line per RPC, and a clean end for long streams at shutdown.
 
 Implemented as a server interceptor so that every service (MathHelper, the
 events API, health and reflection) is covered the same way. Wrapped handlers
 are cached per method, so the per-call cost is one extra coroutine frame.
+
+Server-streaming calls (health Watch, SubscribeEvents) would otherwise hold a
+graceful stop for its whole grace period; ``close_streams`` ends them with
+UNAVAILABLE so their clients reconnect to another instance at once.
 """
 
 from __future__ import annotations
@@ -11,14 +15,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import unquote
 
 import grpc
 
 log = logging.getLogger("oriserver.rpc")
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+if TYPE_CHECKING:
+    # grpc-stubs makes the interceptor generic; at run time the class is not subscriptable.
+    _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _InterceptorBase = grpc.aio.ServerInterceptor
 
 
 class RpcObserver:
@@ -47,12 +57,21 @@ def _code_of(
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+class ObservingInterceptor(_InterceptorBase):
     """Wraps each method handler so its outcome is timed and reported."""
 
     def __init__(self, observer: RpcObserver) -> None:
         self._observer = observer
         self._cache: dict[tuple[str, int], Handler] = {}
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    def close_streams(self) -> int:
+        """End every open server stream with UNAVAILABLE; returns how many were open."""
+        self._closing = True
+        for task in list(self._streams):
+            task.cancel()
+        return len(self._streams)
 
     # The stubs say continuation never returns None; grpc does, for unknown methods.
     async def intercept_service(  # type: ignore[override]
@@ -124,13 +143,19 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
 
     def _streaming(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         observer = self._observer
+        streams = self._streams
 
         async def observed(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            task = asyncio.current_task()
+            if task is not None:
+                streams.add(task)
             try:
+                if self._closing:
+                    raise asyncio.CancelledError
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
@@ -138,8 +163,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
                 else:
                     await result
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
+                if not self._closing:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "server is shutting down; reconnect to another instance")
             except grpc.aio.AbortError:
                 code = _code_of(context, grpc.StatusCode.UNKNOWN)
                 raise
@@ -148,6 +176,8 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
                 log.exception("unhandled error in %s", method)
                 raise
             finally:
+                if task is not None:
+                    streams.discard(task)
                 if code is grpc.StatusCode.OK:
                     code = _code_of(context, code)
                 observer.finished(method, context.peer(), code, time.perf_counter() - start)

@@ -29,6 +29,9 @@ class ServerParts:
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()
     reflection: bool = True
     options: Sequence[tuple[str, int | str]] = ()
+    # Off unless worker processes share the port on purpose: with it on, a second
+    # server started on a busy port would silently take half of its connections.
+    reuse_port: bool = False
 
 
 @dataclass
@@ -41,7 +44,8 @@ class BuiltServer:
 
 def create_server(parts: ServerParts, address: str) -> BuiltServer:
     """Create (but do not start) the server; must run inside the event loop."""
-    server = grpc.aio.server(interceptors=list(parts.interceptors), options=list(parts.options))
+    options = [*parts.options, ("grpc.so_reuseport", int(parts.reuse_port))]
+    server = grpc.aio.server(interceptors=list(parts.interceptors), options=options)
     mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: servers in threads and subprocesses, free ports."""

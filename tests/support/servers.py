@@ -1,0 +1,169 @@
+"""Real oriserver instances for tests: in a background thread, or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from oriserver.app import Application, build_application
+from oriserver.config import Settings
+
+
+class ServerThread:
+    """Runs build_application(settings) on its own event loop in a daemon thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.app: Application | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def start() -> None:
+            self.app = build_application(self.settings)
+            await self.app.start()
+
+        try:
+            self.loop.run_until_complete(start())
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.app is not None
+        return self.app.port
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def call(self, coro_factory, timeout: float = 30):  # type: ignore[no-untyped-def]
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro_factory(), self.loop).result(timeout)
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.app is not None and self._thread.is_alive():
+            app = self.app
+            self.call(lambda: app.stop(grace), timeout=60)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(30)
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings) -> Iterator[ServerThread]:
+    server = ServerThread(replace(settings, port=0, listen_host="127.0.0.1")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_serving(target: str, timeout: float = 20.0) -> None:
+    """Block until the server at target answers SERVING to a health check."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server at {target} did not become SERVING")
+            time.sleep(0.05)
+
+
+@dataclass
+class ServerProcess:
+    """An ``oriserver`` subprocess whose stdout (the logs) is kept in a file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait(30)
+
+
+def server_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test's environment minus any ORI_* the developer has set, plus extra."""
+    env = {k: v for k, v in (base or os.environ).items() if not k.startswith("ORI_")}
+    env.update({"ORI_LISTEN_HOST": "127.0.0.1", "ORI_LOG_FORMAT": "json"})
+    env.update(extra)
+    return env
+
+
+def start_server_process(
+    tmp_path: Path, extra_env: Mapping[str, str], *, wait: bool = True, args: tuple[str, ...] = ()
+) -> ServerProcess:
+    port = int(extra_env.get("ORI_PORT", 0)) or free_port()
+    env = server_env({"ORI_PORT": str(port), **extra_env})
+    log_path = tmp_path / f"server-{port}-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "oriserver", *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(process, port, log_path)
+    if wait:
+        try:
+            wait_serving(server.target)
+        except TimeoutError:
+            server.kill()
+            raise AssertionError(f"server did not start; its output:\n{server.logs()}") from None
+    return server

@@ -1,0 +1,81 @@
+"""The house rules that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "oriserver"
+OWN_MODULES = [p for p in SRC.rglob("*.py") if "_generated" not in p.parts]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_domain_imports_only_the_standard_library_and_itself() -> None:
+    for path in (SRC / "domain").rglob("*.py"):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            allowed = top in sys.stdlib_module_names or name.startswith("oriserver.domain")
+            assert allowed, f"{path.relative_to(SRC)} imports {name}"
+
+
+def test_only_entrypoints_read_the_environment() -> None:
+    readers = set()
+    for path in OWN_MODULES:
+        text = path.read_text()
+        if "os.environ" in text or "os.getenv" in text:
+            readers.add(path.relative_to(SRC).as_posix())
+    assert readers <= {"cli/server_main.py", "cli/client_main.py", "cli/workers.py"}, readers
+
+
+def test_every_module_says_why_it_exists() -> None:
+    for path in OWN_MODULES:
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring, f"{path.relative_to(SRC)} has no module docstring"
+
+
+def test_modules_stay_small() -> None:
+    for path in OWN_MODULES:
+        lines = len(path.read_text().splitlines())
+        assert lines <= 350, f"{path.relative_to(SRC)} has {lines} lines"
+
+
+def test_importing_every_module_does_no_work() -> None:
+    """No threads, sockets, servers or files are created merely by importing."""
+    modules = [
+        ".".join(p.relative_to(SRC.parent).with_suffix("").parts)
+        for p in OWN_MODULES
+        if p.name not in {"__main__.py"}
+    ]
+    script = f"""
+import os, threading, sys
+before_fds = set(os.listdir('/proc/self/fd'))
+before_threads = threading.active_count()
+for name in {sorted(modules)!r}:
+    __import__(name)
+after_fds = set(os.listdir('/proc/self/fd'))
+assert threading.active_count() == before_threads, 'a thread started at import time'
+assert after_fds <= before_fds | set(), f'files or sockets opened at import time: {{after_fds - before_fds}}'
+print('ok')
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=SRC.parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
