@@ -21,6 +21,7 @@ def settings(tmp_path: Path) -> Settings:
             "ORI_INSTANCE_ID": "test-instance",
             "ORI_PORT": "0",
             "ORI_LISTEN_HOST": "127.0.0.1",
+            "ORI_METRICS_PORT": "0",
         }
     )
 

@@ -61,6 +61,7 @@ def build_application(settings: Settings) -> Application:
         mathhelper=MathHelperServicer(calculations),
         interceptors=[interceptor],
         reflection=settings.reflection,
+        options=settings.transport.limits.grpc_options(),
     )
-    built = create_server(parts, settings.bind_address)
+    built = create_server(parts, settings.bind_address, settings.transport.tls)
     return Application(settings, built, recorder, interceptor)

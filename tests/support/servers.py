@@ -140,7 +140,7 @@ class ServerProcess:
 def server_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test's environment minus any ORI_* the developer has set, plus extra."""
     env = {k: v for k, v in (base or os.environ).items() if not k.startswith("ORI_")}
-    env.update({"ORI_LISTEN_HOST": "127.0.0.1", "ORI_LOG_FORMAT": "json"})
+    env.update({"ORI_LISTEN_HOST": "127.0.0.1", "ORI_LOG_FORMAT": "json", "ORI_METRICS_PORT": "0"})
     env.update(extra)
     return env
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config.transport import TransportSettings, load_transport
 from oriserver.domain.watchlist import WatchList
 
 LISTEN_HOST = variable(
@@ -35,6 +36,16 @@ LOG_FORMAT = variable(
 )
 LOG_LEVEL = variable(
     "ORI_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR. Per-RPC lines are INFO."
+)
+METRICS_PORT = variable(
+    "ORI_METRICS_PORT",
+    "9464",
+    "Prometheus metrics over plain HTTP at /metrics on this port; `0` turns them off.",
+)
+WORKERS = variable(
+    "ORI_WORKERS",
+    "1",
+    "Server processes sharing the gRPC port (SO_REUSEPORT); set it to the cores available.",
 )
 LOG_RPCS = variable(
     "ORI_LOG_RPCS", "true", "Write one log line per RPC (method, peer, status code, duration)."
@@ -152,6 +163,9 @@ class Settings:
     instance_id: str = field(default_factory=socket.gethostname)
     events: EventSettings = field(default_factory=EventSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    transport: TransportSettings = field(default_factory=TransportSettings)
+    metrics_port: int = 9464
+    workers: int = 1
 
     @property
     def bind_address(self) -> str:
@@ -212,4 +226,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         instance_id=instance,
         events=_event_settings(env),
         notify=_notify_settings(env),
+        transport=load_transport(env),
+        metrics_port=env.integer(METRICS_PORT, 0, 65535),
+        workers=env.integer(WORKERS, 1, 64),
     )

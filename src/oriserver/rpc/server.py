@@ -12,6 +12,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from oriserver._generated import mathhelper_pb2, mathhelper_pb2_grpc
+from oriserver.config.transport import TlsSettings
+from oriserver.rpc.credentials import server_credentials
 from oriserver.rpc.mathhelper import MathHelperServicer
 
 MATHHELPER_SERVICE = mathhelper_pb2.DESCRIPTOR.services_by_name["MathHelper"].full_name
@@ -42,7 +44,7 @@ class BuiltServer:
     services: tuple[str, ...]
 
 
-def create_server(parts: ServerParts, address: str) -> BuiltServer:
+def create_server(parts: ServerParts, address: str, tls: TlsSettings | None = None) -> BuiltServer:
     """Create (but do not start) the server; must run inside the event loop."""
     options = [*parts.options, ("grpc.so_reuseport", int(parts.reuse_port))]
     server = grpc.aio.server(interceptors=list(parts.interceptors), options=options)
@@ -55,7 +57,10 @@ def create_server(parts: ServerParts, address: str) -> BuiltServer:
             (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     try:
-        port = server.add_insecure_port(address)
+        if tls is not None and tls.enabled:
+            port = server.add_secure_port(address, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as error:
         raise BindError(f"cannot listen on {address}: {error}") from None
     if port == 0:
