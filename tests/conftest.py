@@ -9,6 +9,9 @@ import grpc
 import pytest
 
 from oriserver.config import Settings, load_settings
+from oriserver.config.database import DatabaseUrl
+from oriserver.store import migrate
+from tests.support import postgres
 from tests.support.servers import ServerThread, running_server
 
 
@@ -37,3 +40,33 @@ def server(settings: Settings) -> Iterator[ServerThread]:
 def channel(server: ServerThread) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.target) as chan:
         yield chan
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A PostgreSQL server: ORI_TEST_DATABASE_URL, else a throwaway one. Never skipped."""
+    with postgres.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server_url: str) -> Iterator[DatabaseUrl]:
+    """One migrated database for the session; tests that share it truncate first."""
+    with postgres.fresh_database(postgres_server_url) as url:
+        database = DatabaseUrl.parse(url)
+        migrate.upgrade(database)
+        yield database
+
+
+@pytest.fixture
+def clean_postgres(postgres_database: DatabaseUrl) -> DatabaseUrl:
+    """The session database with every table emptied."""
+    postgres.truncate(postgres_database.url)
+    return postgres_database
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> DatabaseUrl:
+    database = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'events.db'}")
+    migrate.upgrade(database)
+    return database

@@ -56,7 +56,8 @@ def test_importing_every_module_does_no_work() -> None:
     modules = [
         ".".join(p.relative_to(SRC.parent).with_suffix("").parts)
         for p in OWN_MODULES
-        if p.name not in {"__main__.py"}
+        # __main__ runs the server by design; Alembic executes migration scripts itself.
+        if p.name != "__main__.py" and "migrations" not in p.parts
     ]
     script = f"""
 import os, threading, sys

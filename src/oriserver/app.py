@@ -12,9 +12,18 @@ import logging
 from dataclasses import dataclass, field
 
 from oriserver.config.settings import Settings
+from oriserver.event_system import EventSystem, build_event_system
+from oriserver.rpc.events_api import EventsServicer
 from oriserver.rpc.mathhelper import MathHelperServicer
 from oriserver.rpc.observe import ObservingInterceptor, RpcObserver
-from oriserver.rpc.server import BuiltServer, ServerParts, create_server, set_serving
+from oriserver.rpc.server import (
+    EVENTS_SERVICE,
+    BuiltServer,
+    ServerParts,
+    create_server,
+    set_service_serving,
+    set_serving,
+)
 from oriserver.service.calculations import CalculationService
 from oriserver.service.recording import NullRecorder, Recorder
 
@@ -29,20 +38,27 @@ class Application:
     built: BuiltServer
     recorder: Recorder
     interceptor: ObservingInterceptor
+    events: EventSystem | None = None
     stopping: bool = field(default=False)
+    lost_events: int = 0
 
     @property
     def port(self) -> int:
         return self.built.port
 
     async def start(self) -> None:
+        if self.events is not None:
+            self.events.start()
         await self.built.server.start()
         await set_serving(self.built, serving=True)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING, refuse new calls, let in-flight ones finish, then flush."""
+    async def stop(self, grace: float | None = None) -> int:
+        """NOT_SERVING, refuse new calls, let in-flight ones finish, then flush the events.
+
+        Returns how many events could not be written (0 unless the database stayed
+        unreachable for the whole flush timeout)."""
         if self.stopping:
-            return
+            return self.lost_events
         self.stopping = True
         grace = self.settings.shutdown_grace_s if grace is None else grace
         await set_serving(self.built, serving=False)
@@ -50,18 +66,37 @@ class Application:
         await asyncio.sleep(0.1)
         self.interceptor.close_streams()
         await self.built.server.stop(grace)
+        if self.events is not None:
+            self.lost_events = await self.events.stop(self.settings.events.shutdown_flush_s)
+            if self.lost_events:
+                log.error(
+                    "events lost at shutdown: the database stayed unreachable",
+                    extra={"lost_events": self.lost_events},
+                )
+        return self.lost_events
 
 
 def build_application(settings: Settings) -> Application:
     """Wire the real adapters for these settings; call inside the running event loop."""
-    recorder: Recorder = NullRecorder()
-    calculations = CalculationService(recorder, settings.instance_id)
     interceptor = ObservingInterceptor(RpcObserver(settings.log_rpcs))
+    holder: list[BuiltServer] = []
+
+    async def events_available(available: bool) -> None:
+        if holder:
+            await set_service_serving(holder[0], EVENTS_SERVICE, available)
+
+    events = build_event_system(settings, events_available) if settings.events.enabled else None
+    recorder: Recorder = events.recorder if events is not None else NullRecorder()
+    calculations = CalculationService(recorder, settings.instance_id)
     parts = ServerParts(
         mathhelper=MathHelperServicer(calculations),
+        events=EventsServicer(events.store, events.watcher, settings.api)
+        if events is not None
+        else None,
         interceptors=[interceptor],
         reflection=settings.reflection,
         options=settings.transport.limits.grpc_options(),
     )
     built = create_server(parts, settings.bind_address, settings.transport.tls)
-    return Application(settings, built, recorder, interceptor)
+    holder.append(built)
+    return Application(settings, built, recorder, interceptor, events)

@@ -66,5 +66,6 @@ def configure_logging(log_format: str, level: str, stream: IO[str] | None = None
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # grpc's own Python logger is chatty at DEBUG about internals users cannot act on.
-    logging.getLogger("grpc").setLevel(max(logging.INFO, root.level))
+    # Libraries that narrate internals at INFO: keep their warnings, drop the chatter.
+    for chatty in ("grpc", "alembic", "psycopg.pool"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

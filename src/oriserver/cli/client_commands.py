@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
+from oriserver.cli import event_commands
 
 AddCommand = Callable[[str, str, str], argparse.ArgumentParser]
 
@@ -24,7 +25,8 @@ def as_json(message: Message) -> str:
 
 
 def add_event_commands(command: AddCommand) -> None:
-    """The event-log commands (totals, events) register here."""
+    """The event-log commands (totals, events)."""
+    event_commands.register(command)
 
 
 def _summation(args: argparse.Namespace, channel: grpc.Channel, out: TextIO) -> int:
@@ -55,6 +57,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, grpc.Channel, TextIO], int]] =
     "summation": _summation,
     "factorial": _factorial,
     "health": _health,
+    "totals": event_commands.totals,
+    "events": event_commands.events,
 }
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from oriserver.cli.client_tls import TlsDefaults, tls_defaults
 from oriserver.config.env import EnvReader, variable
 from oriserver.config.settings import PORT
 
@@ -15,9 +16,12 @@ HOST = variable("ORI_HOST", "localhost", "Server host `ori` connects to (`--host
 class ClientDefaults:
     host: str
     port: int
+    tls: TlsDefaults = field(default_factory=TlsDefaults)
 
 
 def client_defaults(environ: Mapping[str, str]) -> ClientDefaults:
     """Read the client's defaults; raises ConfigError naming a bad variable."""
     env = EnvReader(environ)
-    return ClientDefaults(host=env.text(HOST), port=env.integer(PORT, 1, 65535))
+    return ClientDefaults(
+        host=env.text(HOST), port=env.integer(PORT, 1, 65535), tls=tls_defaults(env)
+    )

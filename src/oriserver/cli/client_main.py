@@ -15,7 +15,7 @@ from typing import cast
 
 import grpc
 
-from oriserver.cli import client_commands
+from oriserver.cli import client_commands, client_tls
 from oriserver.cli.arguments import int64, port, positive_seconds
 from oriserver.cli.client_config import ClientDefaults, client_defaults
 from oriserver.config.env import ConfigError
@@ -58,6 +58,7 @@ def _connection_options(
         default=default(False),
         help="print the whole response message as JSON",
     )
+    client_tls.add_tls_options(group, default)
     return parent
 
 
@@ -130,13 +131,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ori: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser(defaults).parse_args(argv)
-    channel = grpc.insecure_channel(_target(args.host, args.port))
+    try:
+        tls = client_tls.resolve_tls(args, defaults.tls)
+    except ConfigError as error:
+        print(f"ori: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    channel = client_tls.open_channel(_target(args.host, args.port), tls)
     try:
         return client_commands.run(args, channel, sys.stdout)
     except grpc.RpcError as error:
         print(f"ori: {describe_rpc_error(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # e.g. `ori events | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
         channel.close()

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from oriserver import __version__
 from oriserver.config import ConfigError, Settings, load_settings
@@ -38,17 +38,44 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the gRPC server until SIGTERM or SIGINT.",
         epilog="example: ORI_PORT=50051 ORI_LOG_FORMAT=text oriserver serve",
     )
+    db = commands.add_parser(
+        "db", help="database schema tasks", description="Database schema tasks."
+    )
+    db_commands = db.add_subparsers(dest="db_command", metavar="TASK", required=True)
+    db_commands.add_parser(
+        "upgrade",
+        help="apply pending schema migrations, then exit",
+        description="Apply pending Alembic migrations to ORI_DATABASE_URL, then exit. Safe to run "
+        "while servers are up, and from several places at once.",
+        epilog="example: ORI_DATABASE_URL=postgresql://ori@db/ori oriserver db upgrade",
+    )
+    db_commands.add_parser(
+        "current",
+        help="show the schema revision (exit 1 if an upgrade is needed)",
+        description="Show the database's schema revision; exit 1 if it is not the one this version needs.",
+        epilog="example: oriserver db current",
+    )
+    events = commands.add_parser("events", help="event log tasks", description="Event log tasks.")
+    event_commands = events.add_subparsers(dest="events_command", metavar="TASK", required=True)
+    event_commands.add_parser(
+        "rebuild",
+        help="replay the whole log into fresh running totals",
+        description="Fold every stored event into new running totals and swap them in atomically. "
+        "Run it after deploying a fixed calculator.",
+        epilog="example: oriserver events rebuild",
+    )
     return parser
 
 
 async def _serve(settings: Settings) -> int:
     from oriserver.app import build_application
+    from oriserver.errors import StoreError
     from oriserver.rpc.server import BindError
 
     try:
         app = build_application(settings)
-    except BindError as error:
-        log.error("%s", error)
+    except (BindError, StoreError) as error:
+        log.error("cannot start: %s", error)
         return EXIT_FAILURE
     await app.start()
     log.info(
@@ -64,9 +91,19 @@ async def _serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_s})
-    await app.stop()
-    log.info("stopped")
-    return EXIT_OK
+    lost = await app.stop()
+    log.info("stopped", extra={"lost_events": lost})
+    return EXIT_FAILURE if lost else EXIT_OK
+
+
+def _admin(args: argparse.Namespace) -> Callable[[Settings], int] | None:
+    from oriserver.cli import admin
+
+    if args.command == "db":
+        return {"upgrade": admin.db_upgrade, "current": admin.db_current}[args.db_command]
+    if args.command == "events":
+        return {"rebuild": admin.events_rebuild}[args.events_command]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"oriserver: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_format, settings.log_level)
-    command = args.command or "serve"
-    if command == "serve":
-        return asyncio.run(_serve(settings))
-    return EXIT_USAGE
+    task = _admin(args)
+    if task is not None:
+        return task(settings)
+    return asyncio.run(_serve(settings))

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from oriserver.config.api import ApiSettings, load_api
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import ConfigError, EnvReader, variable
 from oriserver.config.transport import TransportSettings, load_transport
@@ -90,6 +91,11 @@ BUFFER_SIZE = variable(
     "100000",
     "Events held in memory at most (async mode). Beyond it new calculations are served but not recorded, and counted as dropped.",
 )
+DB_TIMEOUT = variable(
+    "ORI_DB_TIMEOUT_SECONDS",
+    "5",
+    "PostgreSQL connect, pool and TCP timeouts: how soon an unreachable database is noticed.",
+)
 SHUTDOWN_FLUSH = variable(
     "ORI_EVENTS_SHUTDOWN_FLUSH_SECONDS",
     "30",
@@ -133,6 +139,7 @@ class EventSettings:
     buffer_size: int = 100_000
     shutdown_flush_s: float = 30.0
     projection_interval_s: float = 0.2
+    db_timeout_s: float = 5.0
 
     @property
     def sync(self) -> bool:
@@ -164,6 +171,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     metrics_port: int = 9464
     workers: int = 1
 
@@ -198,6 +206,7 @@ def _event_settings(env: EnvReader) -> EventSettings:
         flush_interval_s=env.integer(FLUSH_MS, 1, 60_000) / 1000,
         buffer_size=buffer_size,
         shutdown_flush_s=env.number(SHUTDOWN_FLUSH, 0, 3600),
+        db_timeout_s=env.number(DB_TIMEOUT, 0.5, 300),
         projection_interval_s=env.integer(PROJECTION_INTERVAL, 10, 60_000) / 1000,
     )
 
@@ -227,6 +236,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         events=_event_settings(env),
         notify=_notify_settings(env),
         transport=load_transport(env),
+        api=load_api(env),
         metrics_port=env.integer(METRICS_PORT, 0, 65535),
         workers=env.integer(WORKERS, 1, 64),
     )

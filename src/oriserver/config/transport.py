@@ -13,7 +13,9 @@ TLS_CERT = variable(
     "",
     "PEM certificate chain; with ORI_TLS_KEY_FILE turns on TLS for the gRPC port.",
 )
-TLS_KEY = variable("ORI_TLS_KEY_FILE", "", "PEM private key matching ORI_TLS_CERT_FILE.")
+TLS_KEY = variable(
+    "ORI_TLS_KEY_FILE", "", "Unencrypted PEM private key matching ORI_TLS_CERT_FILE."
+)
 TLS_CLIENT_CA = variable(
     "ORI_TLS_CLIENT_CA_FILE",
     "",
@@ -29,13 +31,24 @@ MAX_SEND = variable(
     "4194304",
     "Largest response message sent (event pages are the large ones).",
 )
+MAX_METADATA = variable(
+    "ORI_MAX_METADATA_BYTES",
+    "16384",
+    "Largest total size of a request's headers; larger ones get RESOURCE_EXHAUSTED.",
+)
 MAX_STREAMS = variable(
     "ORI_MAX_CONCURRENT_STREAMS", "100", "Concurrent calls per HTTP/2 connection."
 )
 MIN_PING = variable(
     "ORI_KEEPALIVE_MIN_PING_INTERVAL_SECONDS",
     "30",
-    "Clients pinging more often than this are disconnected (keepalive enforcement; pings without calls are refused).",
+    "Clients pinging more often than this while the server sends nothing are disconnected "
+    "(GOAWAY too_many_pings); pings on a connection without calls are refused.",
+)
+HANDSHAKE_TIMEOUT = variable(
+    "ORI_HANDSHAKE_TIMEOUT_SECONDS",
+    "10",
+    "Close connections that have not finished the TLS and HTTP/2 handshake by then.",
 )
 MAX_IDLE = variable(
     "ORI_MAX_CONNECTION_IDLE_SECONDS",
@@ -52,6 +65,9 @@ MAX_AGE_GRACE = variable(
     "30",
     "Time calls on an aged-out connection get to finish.",
 )
+
+# grpc's own default; a client pinging faster is sent away after this many early pings.
+MAX_PING_STRIKES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +93,10 @@ class LimitSettings:
 
     max_receive_message_bytes: int = 65536
     max_send_message_bytes: int = 4 * 1024 * 1024
+    max_metadata_bytes: int = 16384
     max_concurrent_streams: int = 100
     keepalive_min_ping_interval_s: int = 30
+    handshake_timeout_s: int = 10
     max_connection_idle_s: int = 300
     max_connection_age_s: int = 600
     max_connection_age_grace_s: int = 30
@@ -88,13 +106,21 @@ class LimitSettings:
         return [
             ("grpc.max_receive_message_length", self.max_receive_message_bytes),
             ("grpc.max_send_message_length", self.max_send_message_bytes),
+            # Soft and hard limit equal: grpc refuses requests between the two at
+            # random, and a limit that holds only sometimes cannot be documented.
+            ("grpc.max_metadata_size", self.max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", self.max_metadata_bytes),
             ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+            # Counted between pings received since the server last sent headers or
+            # data; past MAX_PING_STRIKES early pings the client gets GOAWAY.
             (
                 "grpc.http2.min_ping_interval_without_data_ms",
                 self.keepalive_min_ping_interval_s * 1000,
             ),
-            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
             ("grpc.keepalive_permit_without_calls", 0),
+            # grpc waits 120 s by default for a handshake that may never come.
+            ("grpc.server_handshake_timeout_ms", self.handshake_timeout_s * 1000),
             ("grpc.max_connection_idle_ms", self.max_connection_idle_s * 1000),
             ("grpc.max_connection_age_ms", self.max_connection_age_s * 1000),
             ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_s * 1000),
@@ -107,17 +133,54 @@ class TransportSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 
-def _check_key_matches(cert: Path, key: Path) -> None:
+def _pem_text(path: Path, name: str, what: str) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            name, f"{path} is not a PEM file ({what}); DER is not supported"
+        ) from None
+    except OSError as error:
+        raise ConfigError(name, f"cannot read {path}: {error.strerror}") from None
+
+
+def check_certificates(path: Path, name: str) -> None:
+    """``path`` must hold at least one PEM certificate; raises ConfigError naming ``name``."""
+    text = _pem_text(path, name, "certificate")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError):
+        raise ConfigError(name, f"{path} holds no PEM certificate") from None
+
+
+class _EncryptedKey(Exception):
+    """Raised from the password callback: the key needs a passphrase."""
+
+
+def _no_passphrase() -> str:
+    # Without a callback OpenSSL would ask for the passphrase on the terminal and wait.
+    raise _EncryptedKey
+
+
+def check_key_pair(cert: Path, key: Path, cert_name: str, key_name: str) -> None:
+    """The certificate and key must be PEM, the key unencrypted and matching the certificate."""
+    check_certificates(cert, cert_name)
+    if "PRIVATE KEY-----" not in _pem_text(key, key_name, "private key"):
+        raise ConfigError(key_name, f"{key} holds no PEM private key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except _EncryptedKey:
+        raise ConfigError(
+            key_name, f"{key} is encrypted; grpc needs the key without a passphrase"
+        ) from None
     except ssl.SSLError as error:
-        reason = error.reason or str(error)
         if "KEY_VALUES_MISMATCH" in str(error):
             raise ConfigError(
-                TLS_KEY, f"the key does not match the certificate in {cert}"
+                key_name, f"the key does not match the certificate in {cert}"
             ) from None
-        raise ConfigError(TLS_CERT, f"cannot load the certificate and key: {reason}") from None
+        raise ConfigError(key_name, f"{key} holds no valid PEM private key") from None
 
 
 def load_tls(env: EnvReader) -> TlsSettings:
@@ -134,12 +197,9 @@ def load_tls(env: EnvReader) -> TlsSettings:
             TLS_CLIENT_CA, "mTLS needs ORI_TLS_CERT_FILE and ORI_TLS_KEY_FILE as well"
         )
     if cert is not None and key is not None:
-        _check_key_matches(cert, key)
+        check_key_pair(cert, key, TLS_CERT, TLS_KEY)
     if client_ca is not None:
-        try:
-            ssl.create_default_context(cafile=str(client_ca))
-        except ssl.SSLError:
-            raise ConfigError(TLS_CLIENT_CA, f"{client_ca} holds no PEM CA certificate") from None
+        check_certificates(client_ca, TLS_CLIENT_CA)
     return TlsSettings(cert, key, client_ca)
 
 
@@ -147,8 +207,10 @@ def load_limits(env: EnvReader) -> LimitSettings:
     return LimitSettings(
         max_receive_message_bytes=env.integer(MAX_RECV, 1024, 64 * 1024 * 1024),
         max_send_message_bytes=env.integer(MAX_SEND, 1024, 64 * 1024 * 1024),
+        max_metadata_bytes=env.integer(MAX_METADATA, 1024, 1024 * 1024),
         max_concurrent_streams=env.integer(MAX_STREAMS, 1, 10_000),
         keepalive_min_ping_interval_s=env.integer(MIN_PING, 1, 86_400),
+        handshake_timeout_s=env.integer(HANDSHAKE_TIMEOUT, 1, 300),
         max_connection_idle_s=env.integer(MAX_IDLE, 1, 86_400 * 7),
         max_connection_age_s=env.integer(MAX_AGE, 1, 86_400 * 7),
         max_connection_age_grace_s=env.integer(MAX_AGE_GRACE, 0, 86_400),

@@ -1,0 +1,1 @@
+"""Reactors: processes that act on stored events, each with its own checkpoint."""

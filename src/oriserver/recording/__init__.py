@@ -1,0 +1,1 @@
+"""Recording calculations: the batching writer and the recorders the service layer uses."""

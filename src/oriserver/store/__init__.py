@@ -1,0 +1,1 @@
+"""The event store: one small interface, three backends (memory, SQLite, PostgreSQL)."""

@@ -1,0 +1,118 @@
+"""The in-memory backend: the reference implementation of the contract, and a test double.
+
+It is a real store (tests of the writer, projection and reactors use it), not
+a mock; it keeps nothing across restarts, so the server never selects it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from oriserver.domain.events import Event, StoredEvent
+from oriserver.domain.totals import RunningTotals
+from oriserver.errors import StoreUnavailable
+from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
+
+
+class InMemoryEventStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._events: list[StoredEvent] = []
+        self._ids: set[object] = set()
+        self._totals = RunningTotals()
+        self._checkpoints: dict[str, int] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self.available = True  # tests flip this to simulate an outage of the backing service
+
+    def _check(self) -> None:
+        if not self.available:
+            raise StoreUnavailable("in-memory store is marked unavailable")
+
+    def append(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._check()
+            now = datetime.now(UTC)
+            for event in events:
+                if event.event_id in self._ids:
+                    continue
+                self._ids.add(event.event_id)
+                self._events.append(StoredEvent(len(self._events) + 1, now, event))
+
+    def read(
+        self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
+    ) -> list[StoredEvent]:
+        with self._lock:
+            self._check()
+            found: list[StoredEvent] = []
+            for stored in self._events[max(from_position - 1, 0) :]:
+                if where.method is not None and stored.event.method is not where.method:
+                    continue
+                if where.event_type is not None and type(stored.event) is not where.event_type:
+                    continue
+                found.append(stored)
+                if len(found) >= limit:
+                    break
+            return found
+
+    def head(self) -> int:
+        with self._lock:
+            self._check()
+            return len(self._events)
+
+    def advance_totals(self, step: Step, limit: int) -> Progress:
+        with self._lock:
+            self._check()
+            checkpoint = self._checkpoints.get(TOTALS_PROJECTION, 0)
+            events = self._events[checkpoint : checkpoint + limit]
+            if not events:
+                return Progress(0, checkpoint)
+            self._totals = step(self._totals, events)
+            self._checkpoints[TOTALS_PROJECTION] = events[-1].position
+            return Progress(len(events), events[-1].position)
+
+    def load_totals(self) -> tuple[RunningTotals, int]:
+        with self._lock:
+            self._check()
+            return self._totals, self._checkpoints.get(TOTALS_PROJECTION, 0)
+
+    def replace_totals(self, totals: RunningTotals, checkpoint: int) -> None:
+        with self._lock:
+            self._check()
+            self._totals = totals
+            self._checkpoints[TOTALS_PROJECTION] = checkpoint
+
+    def load_checkpoint(self, name: str) -> int | None:
+        with self._lock:
+            self._check()
+            return self._checkpoints.get(name)
+
+    def save_checkpoint(self, name: str, position: int) -> None:
+        with self._lock:
+            self._check()
+            self._checkpoints[name] = position
+
+    def try_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        with self._lock:
+            self._check()
+            now = time.monotonic()
+            current = self._leases.get(name)
+            if current is not None and current[0] != holder and current[1] >= now:
+                return False
+            self._leases[name] = (holder, now + ttl_s)
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._lock:
+            current = self._leases.get(name)
+            if current is not None and current[0] == holder:
+                del self._leases[name]
+
+    def ping(self) -> None:
+        with self._lock:
+            self._check()
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Alembic migrations for the event store (SQLite and PostgreSQL)."""

@@ -1,0 +1,249 @@
+"""The PostgreSQL backend, for production: psycopg 3 with a small connection pool.
+
+Gap safety. Identity values are handed out when rows are inserted, not when
+transactions commit, so with several writers a reader could see position 12
+committed while 11 is still in flight, move its checkpoint past 11, and never
+see it. Every append therefore takes a transaction-scoped advisory lock
+first: batches are numbered and committed one at a time, so a snapshot that
+contains position N contains every position below it. Batching keeps the
+cost low: the lock is taken once per batch, not once per event. (The same
+choice as eventsourcing's PostgreSQL recorder; the alternatives, xid
+watermarks or gap timeouts, move the complexity to every reader.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from oriserver.domain.events import Event, StoredEvent
+from oriserver.domain.totals import RunningTotals
+from oriserver.errors import SchemaNotReady, StoreError, StoreUnavailable
+from oriserver.store import sql_common
+from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
+from oriserver.store.rows import COLUMNS, from_row, to_row
+
+APPEND_LOCK_KEY = 0x6F72690002  # "ori" + 2: serialises appends (see module docstring)
+
+_COLUMN_LIST = ", ".join(COLUMNS)
+_COPY_EVENTS = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events) ON COMMIT DELETE ROWS; "
+    "ALTER TABLE events_staging DROP COLUMN IF EXISTS position, DROP COLUMN IF EXISTS created_at, "
+    "ADD COLUMN IF NOT EXISTS ord bigserial"
+)
+_COPY_STAGING = f"COPY events_staging ({_COLUMN_LIST}) FROM STDIN"
+_MERGE_STAGING = (
+    f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM events_staging "  # noqa: S608
+    "ORDER BY ord ON CONFLICT (event_id) DO NOTHING"
+)
+_EPOCH_NOW = "extract(epoch from clock_timestamp())"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class PostgresEventStore:
+    """Each call borrows a pooled connection and runs in its own transaction."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema_revision: str,
+        timeout_s: float = 5.0,
+        max_connections: int = 4,
+    ) -> None:
+        self._schema_revision = schema_revision
+        self._timeout_s = timeout_s
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            timeout=timeout_s,
+            kwargs={
+                "connect_timeout": max(2, int(timeout_s)),
+                # A blackholed connection fails after this long instead of the kernel's minutes.
+                "tcp_user_timeout": int(timeout_s * 1000),
+                "keepalives_idle": max(1, int(timeout_s)),
+                "application_name": "oriserver",
+            },
+            name="oriserver",
+        )
+        self._opened = False
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        if not self._opened:
+            self._pool.open(wait=False)
+            self._opened = True
+        try:
+            with self._pool.connection() as connection, connection.transaction():
+                yield connection
+        except psycopg_pool.PoolTimeout as error:
+            raise StoreUnavailable(f"PostgreSQL unreachable: {_first_line(error)}") from error
+        except psycopg.errors.UndefinedTable as error:
+            raise SchemaNotReady(
+                f"the event store schema is missing: {_first_line(error)}; run `oriserver db upgrade`"
+            ) from error
+        except psycopg.OperationalError as error:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(error)}") from error
+        except psycopg.Error as error:
+            raise StoreError(f"PostgreSQL error: {_first_line(error)}") from error
+
+    # -- the log -----------------------------------------------------------
+    def append(self, events: Sequence[Event]) -> None:
+        """COPY the batch straight into events; if any event_id is already there (a retry
+        after a commit whose outcome was unknown), redo it through a staging table with
+        ON CONFLICT DO NOTHING. The fast path is safe because a duplicate aborts it whole."""
+        if not events:
+            return
+        rows = [to_row(event) for event in events]
+        try:
+            with self._transaction() as connection:
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+                self._copy(connection, _COPY_EVENTS, rows)
+        except StoreError as error:
+            if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
+                raise
+            with self._transaction() as connection:
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+                connection.execute(_STAGING)
+                self._copy(connection, _COPY_STAGING, rows)
+                connection.execute(_MERGE_STAGING)
+
+    @staticmethod
+    def _copy(
+        connection: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def read(
+        self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
+    ) -> list[StoredEvent]:
+        extra, params = sql_common.filter_sql(where, "%s")
+        sql = f"{sql_common.SELECT_EVENTS} WHERE position >= %s{extra} ORDER BY position LIMIT %s"
+        with self._transaction() as connection:
+            rows = connection.execute(sql, [from_position, *params, limit]).fetchall()
+        return [from_row(row) for row in rows]
+
+    def head(self) -> int:
+        with self._transaction() as connection:
+            row = connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # -- the running totals ------------------------------------------------
+    def advance_totals(self, step: Step, limit: int) -> Progress:
+        with self._transaction() as connection:
+            checkpoint = self._lock_checkpoint(connection, TOTALS_PROJECTION)
+            totals = self._totals(connection)
+            sql = f"{sql_common.SELECT_EVENTS} WHERE position > %s ORDER BY position LIMIT %s"
+            rows = connection.execute(sql, (checkpoint, limit)).fetchall()
+            events = [from_row(row) for row in rows]
+            totals, progress = sql_common.apply_step(step, totals, checkpoint, events)
+            if progress.applied:
+                self._store_totals(connection, totals, progress.checkpoint)
+        return progress
+
+    def load_totals(self) -> tuple[RunningTotals, int]:
+        with self._transaction() as connection:
+            return self._totals(connection), self._checkpoint(connection, TOTALS_PROJECTION) or 0
+
+    def replace_totals(self, totals: RunningTotals, checkpoint: int) -> None:
+        with self._transaction() as connection:
+            self._lock_checkpoint(connection, TOTALS_PROJECTION)
+            connection.execute("DELETE FROM running_totals")
+            self._store_totals(connection, totals, checkpoint)
+
+    @staticmethod
+    def _totals(connection: psycopg.Connection[Any]) -> RunningTotals:
+        rows = connection.execute("SELECT method, requested, succeeded, failed FROM running_totals")
+        return sql_common.totals_from_rows(rows.fetchall())
+
+    def _store_totals(
+        self, connection: psycopg.Connection[Any], totals: RunningTotals, checkpoint: int
+    ) -> None:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO running_totals (method, requested, succeeded, failed) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (method) DO UPDATE SET requested = excluded.requested, "
+                "succeeded = excluded.succeeded, failed = excluded.failed",
+                sql_common.totals_to_rows(totals),
+            )
+        self._save_checkpoint(connection, TOTALS_PROJECTION, checkpoint)
+
+    # -- checkpoints and leases --------------------------------------------
+    @staticmethod
+    def _lock_checkpoint(connection: psycopg.Connection[Any], name: str) -> int:
+        """Create the row if needed and lock it, so concurrent runners take turns."""
+        connection.execute(
+            "INSERT INTO checkpoints (name, position) VALUES (%s, 0) ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        row = connection.execute(
+            "SELECT position FROM checkpoints WHERE name = %s FOR UPDATE", (name,)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    @staticmethod
+    def _checkpoint(connection: psycopg.Connection[Any], name: str) -> int | None:
+        row = connection.execute(
+            "SELECT position FROM checkpoints WHERE name = %s", (name,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _save_checkpoint(connection: psycopg.Connection[Any], name: str, position: int) -> None:
+        connection.execute(
+            "INSERT INTO checkpoints (name, position) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
+            "SET position = excluded.position, updated_at = now()",
+            (name, position),
+        )
+
+    def load_checkpoint(self, name: str) -> int | None:
+        with self._transaction() as connection:
+            return self._checkpoint(connection, name)
+
+    def save_checkpoint(self, name: str, position: int) -> None:
+        with self._transaction() as connection:
+            self._save_checkpoint(connection, name, position)
+
+    def try_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, {_EPOCH_NOW} + %s) "  # noqa: S608
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+                f"WHERE leases.holder = excluded.holder OR leases.expires_at < {_EPOCH_NOW} RETURNING holder",
+                (name, holder, ttl_s),
+            ).fetchone()
+        return row is not None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE name = %s AND holder = %s", (name, holder))
+
+    def ping(self) -> None:
+        with self._transaction() as connection:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        if row is None or row[0] != self._schema_revision:
+            found = row[0] if row else "none"
+            raise SchemaNotReady(
+                f"the PostgreSQL schema is at revision {found}, this server needs "
+                f"{self._schema_revision}; run `oriserver db upgrade`"
+            )
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+            self._opened = False

@@ -1,0 +1,96 @@
+"""The one place events become table rows and rows become events again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from oriserver.domain.events import (
+    EVENT_TYPES,
+    CalculationFailed,
+    CalculationSucceeded,
+    Event,
+    FailureCode,
+    Inputs,
+    Method,
+    StoredEvent,
+)
+
+# Column order of every insert, and of every select after (position, created_at).
+COLUMNS = (
+    "event_id",
+    "calculation_id",
+    "event_type",
+    "method",
+    "input_first",
+    "input_last",
+    "input_base",
+    "result",
+    "status_code",
+    "error_message",
+    "client_ip",
+    "instance_id",
+    "trace_id",
+    "occurred_at",
+)
+
+Row = tuple[Any, ...]
+
+
+def to_row(event: Event) -> Row:
+    """The values for COLUMNS; UUIDs and datetimes stay typed for the driver to adapt."""
+    result = event.result if isinstance(event, CalculationSucceeded) else None
+    code, message = (
+        (event.code.value, event.message) if isinstance(event, CalculationFailed) else (None, None)
+    )
+    return (
+        event.event_id,
+        event.calculation_id,
+        type(event).__name__,
+        event.method.value,
+        event.inputs.first,
+        event.inputs.last,
+        event.inputs.base,
+        result,
+        code,
+        message,
+        event.client_ip,
+        event.instance_id,
+        event.trace_id,
+        event.occurred_at,
+    )
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def _time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def from_row(row: Sequence[Any]) -> StoredEvent:
+    """Rebuild a StoredEvent from (position, created_at, *COLUMNS)."""
+    (position, created_at, event_id, calculation_id, event_type, method, first, last, base,
+     result, status_code, error_message, client_ip, instance_id, trace_id, occurred_at) = row  # fmt: skip
+    common: dict[str, Any] = {
+        "event_id": _uuid(event_id),
+        "calculation_id": _uuid(calculation_id),
+        "method": Method(method),
+        "inputs": Inputs(first=first, last=last, base=base),
+        "client_ip": None if client_ip is None else str(client_ip),
+        "instance_id": instance_id,
+        "occurred_at": _time(occurred_at),
+        "trace_id": trace_id,
+    }
+    cls = EVENT_TYPES[event_type]
+    event: Event
+    if cls is CalculationSucceeded:
+        event = CalculationSucceeded(result=result, **common)
+    elif cls is CalculationFailed:
+        event = CalculationFailed(code=FailureCode(status_code), message=error_message, **common)
+    else:
+        event = cls(**common)
+    return StoredEvent(position=int(position), created_at=_time(created_at), event=event)

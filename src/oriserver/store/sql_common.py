@@ -1,0 +1,50 @@
+"""Logic the two SQL backends share: totals rows and the projection fold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from oriserver.domain.events import Method, StoredEvent
+from oriserver.domain.totals import MethodTotals, RunningTotals
+from oriserver.store.base import Progress, ReadFilter, Step
+from oriserver.store.rows import COLUMNS
+
+SELECT_EVENTS = f"SELECT position, created_at, {', '.join(COLUMNS)} FROM events"  # noqa: S608 - constant column list
+
+
+def filter_sql(where: ReadFilter, placeholder: str) -> tuple[str, list[Any]]:
+    """Extra WHERE clauses and their parameters for a ReadFilter."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.method is not None:
+        clauses.append(f"method = {placeholder}")
+        params.append(where.method.value)
+    if where.event_type is not None:
+        clauses.append(f"event_type = {placeholder}")
+        params.append(where.event_type.__name__)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def totals_from_rows(rows: Iterable[Sequence[Any]]) -> RunningTotals:
+    totals = RunningTotals()
+    for method, requested, succeeded, failed in rows:
+        totals = totals.with_method(
+            Method(method), MethodTotals(int(requested), int(succeeded), int(failed))
+        )
+    return totals
+
+
+def totals_to_rows(totals: RunningTotals) -> list[tuple[str, int, int, int]]:
+    return [
+        (method.value, counts.requested, counts.succeeded, counts.failed)
+        for method, counts in totals.by_method.items()
+    ]
+
+
+def apply_step(
+    step: Step, totals: RunningTotals, checkpoint: int, events: Sequence[StoredEvent]
+) -> tuple[RunningTotals, Progress]:
+    if not events:
+        return totals, Progress(0, checkpoint)
+    return step(totals, events), Progress(len(events), events[-1].position)
