@@ -52,3 +52,21 @@ def fresh_database(server_url: str) -> Iterator[str]:
 def truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+
+
+def proxied(url: str, port: int) -> str:
+    """The same database reached through a local TCP proxy on ``port``."""
+    parts = urlsplit(url)
+    user = parts.username or "postgres"
+    return f"postgresql://{user}@127.0.0.1:{port}{parts.path}"
+
+
+def proxy_target(url: str) -> tuple[str, int] | str:
+    """Where a FaultProxy must forward to reach the server in ``url`` (TCP or Unix socket)."""
+    parts = urlsplit(url)
+    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    if "host" in query and query["host"].startswith("/"):
+        return f"{query['host']}/.s.PGSQL.{query.get('port', '5432')}"
+    if parts.hostname and parts.hostname.startswith("/"):
+        return f"{parts.hostname}/.s.PGSQL.{parts.port or 5432}"
+    return (parts.hostname or "127.0.0.1", parts.port or 5432)

@@ -1,0 +1,225 @@
+"""Runs server configurations side by side, interleaved round by round, each on a fresh server."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadSpec
+from bench.loadprocs import LoadFailed, LoadProcesses
+from bench.postgres import Postgres, postgres_rows, sqlite_rows
+from bench.procs import machine_busy_cpu, tree_cpu
+from bench.servers import ServerFailed, free_port, metrics_samples, start_server
+from bench.stats import LoadResult
+from oriserver.config.database import DatabaseUrl
+
+
+@dataclass(frozen=True)
+class Options:
+    """How long and how hard every measurement runs; the same for every configuration."""
+
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    rounds: int = 3
+    concurrency: tuple[int, ...] = (1, 16)
+    connections: int = 4
+    load_procs: int = 1
+    mix: str = "both"
+    quick: bool = False
+
+    @property
+    def high_concurrency(self) -> int:
+        return max(self.concurrency)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One server setup under one load. database: None, "sqlite" or "postgresql"."""
+
+    label: str
+    server: str
+    concurrency: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    database: str | None = None
+    metrics: bool = False
+
+    @property
+    def key(self) -> str:
+        """Unique within a suite: the same setup appears at several concurrencies."""
+        return f"{self.label}, concurrency {self.concurrency}"
+
+
+@dataclass
+class Run:
+    """One configuration in one round: measured, or failed with the server's last words."""
+
+    label: str
+    round: int
+    load: LoadResult | None = None
+    server_cpu_s: float = 0.0
+    server_procs: int = 0
+    db_cpu_s: float | None = None
+    other_cpu_s: float = 0.0  # everything else on the machine during the window
+    rows: dict[str, int] | None = None
+    metrics_samples: int | None = None
+    server_env: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.load is not None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "round": self.round,
+            "load": self.load.summary() if self.load else None,
+            "server_cpu_s": round(self.server_cpu_s, 3),
+            "server_processes": self.server_procs,
+            "db_cpu_s": None if self.db_cpu_s is None else round(self.db_cpu_s, 3),
+            "other_cpu_s": round(self.other_cpu_s, 3),
+            "rows": self.rows,
+            "metrics_samples": self.metrics_samples,
+            "server_env": self.server_env,
+            "failure": self.failure,
+            "log_tail": self.log_tail,
+        }
+
+
+class Context:
+    """What every suite shares: options, a scratch directory, PostgreSQL when first needed."""
+
+    def __init__(self, options: Options, environ: Mapping[str, str]) -> None:
+        self.options = options
+        self.environ = environ
+        self.workdir = Path(tempfile.mkdtemp(prefix="oribench-"))
+        self._postgres: Postgres | None = None
+
+    def postgres(self) -> Postgres:
+        if self._postgres is None:
+            self._postgres = Postgres.start(self.environ)
+        return self._postgres
+
+    @property
+    def postgres_source(self) -> str | None:
+        pg = self._postgres
+        return None if pg is None else f"PostgreSQL {pg.version}, {pg.source}"
+
+    def close(self) -> None:
+        try:
+            if self._postgres is not None:
+                self._postgres.close()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _redacted(url: str) -> str:
+    try:
+        return DatabaseUrl.parse(url).redacted()
+    except ValueError:
+        return "(unparsable)"
+
+
+def _sleep_until(instant: float) -> None:
+    time.sleep(max(0.0, instant - time.monotonic()))
+
+
+def _cpu(pid: int | None) -> float:
+    return 0.0 if pid is None else tree_cpu(pid)[0]
+
+
+def _measure(ctx: Context, config: Config, target: str, server_pid: int, run: Run) -> None:
+    """Warm-up then the measured window; server CPU read exactly at the window's edges."""
+    o = ctx.options
+    spec = LoadSpec(target, config.concurrency, o.connections, o.duration_s, o.warmup_s, o.mix)
+    db_pid = ctx.postgres().pid if config.database == "postgresql" else None
+    with LoadProcesses(spec, o.load_procs) as load:
+        window = load.go()
+        _sleep_until(window.measure)
+        busy_before = machine_busy_cpu()
+        server_before, db_before = tree_cpu(server_pid), _cpu(db_pid)
+        _sleep_until(window.end)
+        server_after, db_after = tree_cpu(server_pid), _cpu(db_pid)
+        busy_after = machine_busy_cpu()
+        run.load = load.collect()
+    run.server_cpu_s = server_after[0] - server_before[0]
+    run.server_procs = max(server_before[1], server_after[1])
+    run.db_cpu_s = None if db_pid is None else db_after - db_before
+    ours = run.server_cpu_s + (run.db_cpu_s or 0.0) + run.load.client_cpu_s
+    run.other_cpu_s = max(0.0, busy_after - busy_before - ours)
+
+
+def _serve_and_measure(
+    ctx: Context, config: Config, env: dict[str, str], tag: str, run: Run
+) -> None:
+    """Start the server, measure it, stop it; the log tail is kept when anything went wrong."""
+    server = start_server(config.server, ctx.workdir, tag, base_env=ctx.environ, env=env)
+    try:
+        _measure(ctx, config, server.target, server.process.pid, run)
+        if config.metrics:  # after the window: proof that metrics were really on
+            run.metrics_samples = metrics_samples(int(env["ORI_METRICS_PORT"]))
+    except LoadFailed as error:
+        run.failure = f"load generator: {error}"
+    finally:
+        server.stop()
+        if run.failure or (run.load and run.load.errors):
+            run.log_tail = server.log_tail()
+
+
+def run_one(ctx: Context, config: Config, round_no: int, tag: str) -> Run:
+    """Fresh server (and fresh database), wait for SERVING, warm up, measure, stop."""
+    run = Run(config.key, round_no)
+    env = dict(config.env)
+    sqlite_path = ctx.workdir / f"{tag}.db"
+    env["ORI_DATABASE_URL"] = f"sqlite:///{sqlite_path}"
+    env["ORI_DB_AUTO_MIGRATE"] = "true"
+    if config.metrics:
+        env["ORI_METRICS_PORT"] = str(free_port())
+    pg_url: str | None = None
+    try:
+        if config.database == "postgresql":
+            pg_url = env["ORI_DATABASE_URL"] = ctx.postgres().create_database()
+        if config.server == "oriserver":
+            run.server_env = {**env, "ORI_DATABASE_URL": _redacted(env["ORI_DATABASE_URL"])}
+        _serve_and_measure(ctx, config, env, tag, run)
+        if pg_url is not None:
+            run.rows = postgres_rows(pg_url)
+        elif config.database == "sqlite":
+            run.rows = sqlite_rows(sqlite_path)
+    except ServerFailed as error:
+        run.failure, run.log_tail = f"server did not start: {error}", error.log_tail
+    except Exception as error:
+        run.failure = f"{type(error).__name__}: {error}"
+    finally:
+        if pg_url is not None:
+            try:
+                ctx.postgres().drop_database(pg_url)
+            except Exception as error:
+                print(f"could not drop the run's database: {error}", file=sys.stderr)
+    return run
+
+
+def run_interleaved(ctx: Context, suite: str, configs: Sequence[Config]) -> dict[str, list[Run]]:
+    """A B C A B C ... for the configured rounds; a setup that cannot start is not retried."""
+    runs: dict[str, list[Run]] = {config.key: [] for config in configs}
+    gave_up: set[str] = set()
+    rounds = ctx.options.rounds
+    for round_no in range(1, rounds + 1):
+        for index, config in enumerate(configs):
+            if config.key in gave_up:
+                continue
+            print(f"[{suite}] round {round_no}/{rounds}: {config.key}", file=sys.stderr)
+            run = run_one(ctx, config, round_no, f"{suite}-{index}-r{round_no}")
+            runs[config.key].append(run)
+            if run.failure:
+                print(f"[{suite}]   failed: {run.failure}", file=sys.stderr)
+                if run.failure.startswith("server did not start"):
+                    gave_up.add(config.key)
+    return runs

@@ -1,0 +1,218 @@
+"""The benchmark suites by name, each a comparison; a new suite is one more entry in SUITES."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from bench.report import (
+    Ratio,
+    SuiteReport,
+    failure_lines,
+    ratio_line,
+    recorded_per_call,
+    server_table,
+)
+from bench.runner import Config, Context, Run, run_interleaved
+
+OFF = {"ORI_EVENTS_ENABLED": "false"}
+PG_ASYNC = {"ORI_EVENTS_ENABLED": "true", "ORI_EVENTS_DURABILITY": "async"}
+PG_SYNC = {"ORI_EVENTS_ENABLED": "true", "ORI_EVENTS_DURABILITY": "sync"}
+ORISERVER_NOTE = (
+    "oriserver runs as deployed: JSON logs with one line per RPC, written to a file; health and "
+    "reflection on; metrics off unless the row says otherwise."
+)
+
+
+def all_recorded(run: Run) -> str | None:
+    share = recorded_per_call(run)
+    if share is None or share >= 0.99:
+        return None
+    return f"only {share:.0%} of the calls were recorded"
+
+
+def metrics_answered(run: Run) -> str | None:
+    return None if run.metrics_samples else "nothing answered on the metrics port"
+
+
+def two_processes(run: Run) -> str | None:
+    return None if run.server_procs >= 2 else "only one server process ran"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named measurement: run(ctx) does the work and returns its report."""
+
+    description: str
+    run: Callable[[Context], SuiteReport]
+
+
+def server_suite(
+    ctx: Context,
+    *,
+    name: str,
+    title: str,
+    configs: Sequence[Config],
+    ratios: Sequence[Ratio],
+    extras: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> SuiteReport:
+    """Interleave the configurations for the configured rounds and tabulate them."""
+    runs = run_interleaved(ctx, name, configs)
+    columns, rows = server_table(configs, runs, ctx.options.rounds, extras)
+    lines, raw_ratios = [], []
+    for ratio in ratios:
+        line, raw = ratio_line(ratio, runs)
+        lines.append(line)
+        raw_ratios.append(raw)
+    raw = {
+        "configs": [{**asdict(c), "env": dict(c.env), "key": c.key} for c in configs],
+        "runs": {key: [run.summary() for run in key_runs] for key, key_runs in runs.items()},
+        "ratios": raw_ratios,
+        "table": {"columns": columns, "rows": rows},
+    }
+    notes = list(notes)
+    if any(c.database == "postgresql" for c in configs) and ctx.postgres_source:
+        notes.append(f"Database: {ctx.postgres_source}.")
+    return SuiteReport(name, title, columns, rows, notes, lines, failure_lines(runs), raw)
+
+
+def rpc(ctx: Context) -> SuiteReport:
+    levels, high = ctx.options.concurrency, ctx.options.high_concurrency
+    configs = []
+    for level in levels:
+        configs += [
+            Config("reference thread-pool", "reference-threads", level),
+            Config("reference asyncio", "reference-aio", level),
+            Config("oriserver", "oriserver", level, OFF),
+        ]
+    key = {c.label: c.key for c in configs if c.concurrency == high}
+    ratios = [
+        Ratio(
+            f"oriserver / reference thread-pool at concurrency {high}",
+            key["oriserver"],
+            key["reference thread-pool"],
+            0.95,
+        ),
+        Ratio(
+            f"reference asyncio / reference thread-pool at concurrency {high} (server model)",
+            key["reference asyncio"],
+            key["reference thread-pool"],
+        ),
+        Ratio(
+            f"oriserver / reference asyncio at concurrency {high} (oriserver's own overhead)",
+            key["oriserver"],
+            key["reference asyncio"],
+        ),
+    ]
+    notes = [
+        "Plain grpcio servers (bench/reference_server.py, bench/reference_aio_server.py) against "
+        "oriserver with recording off. " + ORISERVER_NOTE
+    ]
+    return server_suite(
+        ctx,
+        name="rpc",
+        title="rpc: oriserver against plain grpcio servers",
+        configs=configs,
+        ratios=ratios,
+        notes=notes,
+    )
+
+
+def recording(ctx: Context) -> SuiteReport:
+    high = ctx.options.high_concurrency
+    configs = [
+        Config("recording off", "oriserver", high, OFF),
+        Config("recording on, SQLite, async", "oriserver", high, PG_ASYNC, "sqlite"),
+        Config("recording on, PostgreSQL, async", "oriserver", high, PG_ASYNC, "postgresql"),
+        Config("recording on, PostgreSQL, sync", "oriserver", high, PG_SYNC, "postgresql"),
+    ]
+    off, sqlite, pg_async, pg_sync = (c.key for c in configs)
+    ratios = [
+        Ratio("PostgreSQL async / recording off", pg_async, off, 0.90, all_recorded),
+        Ratio("SQLite async / recording off", sqlite, off, None, all_recorded),
+        Ratio(
+            "PostgreSQL sync / recording off (for information)", pg_sync, off, None, all_recorded
+        ),
+    ]
+    notes = [
+        "Each run records into a fresh database (ORI_DB_AUTO_MIGRATE=true). PostgreSQL runs on "
+        "the same machine and its CPU is not in the server's. 'recorded/call' counts "
+        "CalculationSucceeded events in the database after the server stopped, per successful "
+        "call (warm-up included): 1.00 means every call was recorded. " + ORISERVER_NOTE
+    ]
+    return server_suite(
+        ctx,
+        name="recording",
+        title="recording: the cost of recording every calculation",
+        configs=configs,
+        ratios=ratios,
+        extras=("db_cpu", "stored"),
+        notes=notes,
+    )
+
+
+def metrics(ctx: Context) -> SuiteReport:
+    high = ctx.options.high_concurrency
+    configs = [
+        Config("metrics off (ORI_METRICS_PORT=0)", "oriserver", high, OFF),
+        Config("metrics on", "oriserver", high, OFF, metrics=True),
+    ]
+    ratios = [
+        Ratio("metrics on / metrics off", configs[1].key, configs[0].key, 0.95, metrics_answered)
+    ]
+    notes = [
+        "Recording off in both, so only the metrics differ. '/metrics samples' comes from one "
+        "scrape after the measured window ('-': nothing answered, so metrics were not on). "
+        + ORISERVER_NOTE
+    ]
+    return server_suite(
+        ctx,
+        name="metrics",
+        title="metrics: the cost of Prometheus metrics",
+        configs=configs,
+        ratios=ratios,
+        extras=("metrics",),
+        notes=notes,
+    )
+
+
+def workers(ctx: Context) -> SuiteReport:
+    high = ctx.options.high_concurrency
+    configs = [
+        Config("ORI_WORKERS=1", "oriserver", high, {**PG_ASYNC, "ORI_WORKERS": "1"}, "postgresql"),
+        Config("ORI_WORKERS=2", "oriserver", high, {**PG_ASYNC, "ORI_WORKERS": "2"}, "postgresql"),
+    ]
+    ratios = [
+        Ratio(
+            "2 workers / 1 worker (for information)",
+            configs[1].key,
+            configs[0].key,
+            check=two_processes,
+        )
+    ]
+    notes = [
+        "Recording on (PostgreSQL, async); 'recorded/call' as in the recording suite. 'server "
+        "processes' counts the server's process tree during the measured window; server CPU is "
+        "summed over it. " + ORISERVER_NOTE
+    ]
+    return server_suite(
+        ctx,
+        name="workers",
+        title="workers: one server process or two",
+        configs=configs,
+        ratios=ratios,
+        extras=("procs", "db_cpu", "stored"),
+        notes=notes,
+    )
+
+
+# Run in this order by --suite all. The `store` suite (direct appends into the event store,
+# no gRPC) goes here too: a function (ctx: Context) -> SuiteReport, registered by name; a suite
+# that is not a server comparison builds its SuiteReport rows itself.
+SUITES: dict[str, Suite] = {
+    "rpc": Suite("oriserver vs plain thread-pool and asyncio grpcio servers", rpc),
+    "recording": Suite("recording off vs on (SQLite, PostgreSQL async and sync)", recording),
+    "metrics": Suite("metrics off vs on", metrics),
+    "workers": Suite("ORI_WORKERS=1 vs 2, recording into PostgreSQL", workers),
+}

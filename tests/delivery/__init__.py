@@ -1,0 +1,1 @@
+"""Offline checks of the delivery artefacts: images, compose, Kubernetes, CI, docs."""

@@ -1,0 +1,114 @@
+"""A TCP proxy that can cut, delay or blackhole connections on command.
+
+Placed between the server and PostgreSQL, it turns "the database went away"
+into something a test can switch on and off. It listens on loopback only and
+forwards to a TCP address or a Unix socket (pgserver listens on one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+Target = tuple[str, int] | str
+
+
+class FaultProxy:
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._mode = "pass"
+        self._delay_s = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fault-proxy", daemon=True
+        )
+        self.port = 0
+        self.connections = 0
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def _call(self, coroutine):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    # -- the switches ------------------------------------------------------
+    def cut(self) -> None:
+        """Close every open connection and refuse new ones."""
+        self._mode = "cut"
+        self._loop.call_soon_threadsafe(self._close_all)
+
+    def blackhole(self) -> None:
+        """Keep connections open but forward nothing in either direction."""
+        self._mode = "blackhole"
+
+    def delay(self, seconds: float) -> None:
+        """Forward everything, each chunk late by ``seconds``."""
+        self._mode = "delay"
+        self._delay_s = seconds
+
+    def heal(self) -> None:
+        """Back to a transparent proxy (connections cut earlier stay closed)."""
+        self._mode = "pass"
+        self._delay_s = 0.0
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._loop.call_soon_threadsafe(self._close_all)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    # -- the plumbing ------------------------------------------------------
+    def _close_all(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self._mode == "cut":
+            writer.close()
+            return
+        try:
+            if isinstance(self._target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self._target)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self._mode == "blackhole":
+                    continue
+                if self._mode == "cut":
+                    break
+                if self._mode == "delay":
+                    await asyncio.sleep(self._delay_s)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+
+
+@contextlib.contextmanager
+def fault_proxy(target: Target) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(target).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
