@@ -70,10 +70,6 @@ def build_event_system(
     projection = ProjectionRunner(store, holder, events.projection_interval_s)
     watcher = LogWatcher(store, settings.api.poll_interval_s, on_availability)
 
-    def written() -> None:
-        projection.wake()
-        watcher.poke_threadsafe()
-
     writer = BatchingWriter(
         store,
         batch_size=events.batch_size,
@@ -81,7 +77,9 @@ def build_event_system(
         capacity=events.buffer_size,
         sync=events.sync,
         notify=loop_notifier(loop),
-        on_written=written,
+        # The projection runs on its own interval; waking it on every flush made it
+        # re-read the log in many small steps, which cost more than it saved.
+        on_written=watcher.poke_threadsafe,
     )
     recorder: Recorder = CommittedRecorder(writer) if events.sync else BufferedRecorder(writer)
     reactor = None

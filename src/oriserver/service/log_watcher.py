@@ -36,6 +36,7 @@ class LogWatcher:
         self._warnings = RateLimit(30.0)
         self.head = 0
         self.available: bool | None = None
+        self._waiting = 0  # subscriptions waiting for new events
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -47,8 +48,8 @@ class LogWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def poke_threadsafe(self) -> None:
-        """Called from the writer thread after a flush."""
-        if self._loop is not None and not self._loop.is_closed():
+        """Called from the writer thread after a flush; free when nobody is subscribed."""
+        if self._waiting and self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._poke.set)
             except RuntimeError:
@@ -56,14 +57,18 @@ class LogWatcher:
 
     async def wait_beyond(self, position: int, timeout_s: float) -> bool:
         """Wait until the head passes position (True) or the timeout ends (False)."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.head > position), timeout_s
-                )
-            except TimeoutError:
-                return False
-        return True
+        self._waiting += 1
+        try:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self.head > position), timeout_s
+                    )
+                except TimeoutError:
+                    return False
+            return True
+        finally:
+            self._waiting -= 1
 
     async def _poll(self) -> None:
         while True:

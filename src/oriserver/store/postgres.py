@@ -131,7 +131,9 @@ class PostgresEventStore:
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
     ) -> list[StoredEvent]:
         extra, params = sql_common.filter_sql(where, "%s")
-        sql = f"{sql_common.SELECT_EVENTS} WHERE position >= %s{extra} ORDER BY position LIMIT %s"
+        sql = (
+            f"{sql_common.PG_SELECT_EVENTS} WHERE position >= %s{extra} ORDER BY position LIMIT %s"
+        )
         with self._transaction() as connection:
             rows = connection.execute(sql, [from_position, *params, limit]).fetchall()
         return [from_row(row) for row in rows]
@@ -147,7 +149,7 @@ class PostgresEventStore:
         with self._transaction() as connection:
             checkpoint = self._lock_checkpoint(connection, TOTALS_PROJECTION)
             totals = self._totals(connection)
-            sql = f"{sql_common.SELECT_EVENTS} WHERE position > %s ORDER BY position LIMIT %s"
+            sql = f"{sql_common.PG_SELECT_EVENTS} WHERE position > %s ORDER BY position LIMIT %s"
             rows = connection.execute(sql, (checkpoint, limit)).fetchall()
             events = [from_row(row) for row in rows]
             totals, progress = sql_common.apply_step(step, totals, checkpoint, events)
