@@ -10,6 +10,7 @@ checked against it).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Variable:
     default: str
     help: str
     shown_default: str
+    module: str = ""  # where it is registered; the README groups the table by it
 
     @property
     def documented_default(self) -> str:
@@ -48,7 +50,8 @@ def variable(name: str, default: str, help_text: str, *, shown: str = "") -> str
 
     ``shown`` describes a default that is computed rather than fixed.
     """
-    REGISTRY[name] = Variable(name, default, help_text, shown)
+    module = str(sys._getframe(1).f_globals.get("__name__", ""))  # the registering module
+    REGISTRY[name] = Variable(name, default, help_text, shown, module)
     return name
 
 
