@@ -1,8 +1,8 @@
 """The composition root: settings in, a running server and its collaborators out.
 
 Nothing here runs at import time; ``build_application`` is called from inside
-the event loop by ``oriserver serve`` and by the tests, which pass their own
-settings (port 0) through the same door.
+the event loop by ``oriserver serve`` (once per worker process) and by the
+tests, which pass their own settings (port 0) through the same door.
 """
 
 from __future__ import annotations
@@ -26,8 +26,25 @@ from oriserver.rpc.server import (
 )
 from oriserver.service.calculations import CalculationService
 from oriserver.service.recording import NullRecorder, Recorder
+from oriserver.telemetry.exposition import MetricsServer, process_registry, serve_metrics
+from oriserver.telemetry.metrics import Metrics
+from oriserver.telemetry.sampler import Sampler, Sources
 
 log = logging.getLogger("oriserver")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How this process runs: alone, or as one of several workers sharing the port."""
+
+    worker: int | None = None
+    # "local": this process serves /metrics; "shared": a supervisor serves the sum of
+    # all workers' values; "off": ORI_METRICS_PORT=0.
+    metrics: str = "local"
+
+    @property
+    def reuse_port(self) -> bool:
+        return self.worker is not None
 
 
 @dataclass
@@ -39,6 +56,8 @@ class Application:
     recorder: Recorder
     interceptor: ObservingInterceptor
     events: EventSystem | None = None
+    sampler: Sampler | None = None
+    metrics_server: MetricsServer | None = None
     stopping: bool = field(default=False)
     lost_events: int = 0
 
@@ -49,6 +68,8 @@ class Application:
     async def start(self) -> None:
         if self.events is not None:
             self.events.start()
+        if self.sampler is not None:
+            self.sampler.start()
         await self.built.server.start()
         await set_serving(self.built, serving=True)
 
@@ -73,12 +94,20 @@ class Application:
                     "events lost at shutdown: the database stayed unreachable",
                     extra={"lost_events": self.lost_events},
                 )
+        if self.sampler is not None:
+            await self.sampler.stop()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
         return self.lost_events
 
 
-def build_application(settings: Settings) -> Application:
+def build_application(settings: Settings, runtime: Runtime | None = None) -> Application:
     """Wire the real adapters for these settings; call inside the running event loop."""
-    interceptor = ObservingInterceptor(RpcObserver(settings.log_rpcs))
+    runtime = runtime or Runtime(metrics="local" if settings.metrics_port else "off")
+    registry = process_registry() if runtime.metrics == "local" else None
+    metrics = Metrics(registry) if runtime.metrics != "off" else None
+    observer = RpcObserver(settings.log_rpcs, metrics)
+    interceptor = ObservingInterceptor(observer)
     holder: list[BuiltServer] = []
 
     async def events_available(available: bool) -> None:
@@ -87,16 +116,36 @@ def build_application(settings: Settings) -> Application:
 
     events = build_event_system(settings, events_available) if settings.events.enabled else None
     recorder: Recorder = events.recorder if events is not None else NullRecorder()
-    calculations = CalculationService(recorder, settings.instance_id)
+    events_api = (
+        EventsServicer(events.store, events.watcher, settings.api) if events is not None else None
+    )
     parts = ServerParts(
-        mathhelper=MathHelperServicer(calculations),
-        events=EventsServicer(events.store, events.watcher, settings.api)
-        if events is not None
-        else None,
+        mathhelper=MathHelperServicer(CalculationService(recorder, settings.instance_id)),
+        events=events_api,
         interceptors=[interceptor],
         reflection=settings.reflection,
         options=settings.transport.limits.grpc_options(),
+        reuse_port=runtime.reuse_port,
     )
     built = create_server(parts, settings.bind_address, settings.transport.tls)
     holder.append(built)
-    return Application(settings, built, recorder, interceptor, events)
+    app = Application(settings, built, recorder, interceptor, events)
+    if metrics is not None:
+        app.sampler = Sampler(metrics, _sources(observer, events, events_api))
+    if registry is not None:
+        app.metrics_server = serve_metrics(
+            settings.metrics_listen_host, settings.metrics_port, registry
+        )
+    return app
+
+
+def _sources(
+    observer: RpcObserver, events: EventSystem | None, api: EventsServicer | None
+) -> Sources:
+    sources = Sources(in_flight=lambda: observer.in_flight)
+    if events is not None and api is not None:
+        sources.writer = events.writer
+        sources.projection = events.projection
+        sources.reactor = events.reactor
+        sources.subscriptions = lambda: api.active_subscriptions
+    return sources

@@ -13,10 +13,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from oriserver import __version__
 from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.logs import configure_logging
+
+if TYPE_CHECKING:
+    from oriserver.app import Runtime
 
 log = logging.getLogger("oriserver")
 
@@ -67,14 +71,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(settings: Settings) -> int:
+_early_stop: list[int] = []  # signals that arrived before the event loop could take them
+
+
+def _remember_signal(signum: int, _frame: object) -> None:
+    _early_stop.append(signum)
+
+
+def remember_stop_signals() -> None:
+    """Until the event loop takes over, note SIGTERM/SIGINT instead of dying at once."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _remember_signal)
+
+
+def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
+    """Serve in this process until SIGTERM/SIGINT (also the body of each worker).
+
+    A signal during start-up is remembered and honoured as soon as the server is up,
+    so it too ends in a graceful stop instead of the default abrupt exit."""
+    remember_stop_signals()
+    return asyncio.run(_serve(settings, runtime))
+
+
+async def _serve(settings: Settings, runtime: Runtime | None) -> int:
     from oriserver.app import build_application
     from oriserver.errors import StoreError
     from oriserver.rpc.server import BindError
+    from oriserver.telemetry.exposition import MetricsBindError
 
     try:
-        app = build_application(settings)
-    except (BindError, StoreError) as error:
+        app = build_application(settings, runtime)
+    except (BindError, StoreError, MetricsBindError) as error:
         log.error("cannot start: %s", error)
         return EXIT_FAILURE
     await app.start()
@@ -83,12 +110,15 @@ async def _serve(settings: Settings) -> int:
         extra={
             "address": f"{settings.listen_host}:{app.port}",
             "instance_id": settings.instance_id,
+            "metrics_port": app.metrics_server.port if app.metrics_server else None,
         },
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if _early_stop:
+        stop.set()
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_s})
     lost = await app.stop()
@@ -117,4 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = _admin(args)
     if task is not None:
         return task(settings)
-    return asyncio.run(_serve(settings))
+    if settings.workers > 1:
+        from oriserver.cli.workers import supervise
+
+        return supervise(settings)
+    # A stray multiprocess directory would hide this process's metrics from its own /metrics.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # noqa: TID251 - before prometheus_client loads
+    return run_server(settings)

@@ -43,6 +43,11 @@ METRICS_PORT = variable(
     "9464",
     "Prometheus metrics over plain HTTP at /metrics on this port; `0` turns them off.",
 )
+METRICS_HOST = variable(
+    "ORI_METRICS_LISTEN_HOST",
+    "0.0.0.0",
+    "Address the metrics server binds; `127.0.0.1` keeps it to the pod or host.",
+)
 WORKERS = variable(
     "ORI_WORKERS",
     "1",
@@ -173,6 +178,7 @@ class Settings:
     transport: TransportSettings = field(default_factory=TransportSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     metrics_port: int = 9464
+    metrics_listen_host: str = "0.0.0.0"
     workers: int = 1
 
     @property
@@ -238,5 +244,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         transport=load_transport(env),
         api=load_api(env),
         metrics_port=env.integer(METRICS_PORT, 0, 65535),
+        metrics_listen_host=env.text(METRICS_HOST),
         workers=env.integer(WORKERS, 1, 64),
     )

@@ -54,6 +54,7 @@ class WriterStats:
     last_flush_seconds: float = 0.0
     flush_seconds_total: float = 0.0
     last_success: float | None = None  # time.monotonic() of the last committed batch
+    last_success_wall: float | None = None  # the same moment as Unix time, for metrics
     available: bool = True
     unavailable_since: float | None = None
 
@@ -85,6 +86,7 @@ class BatchingWriter:
         self._drop_warnings = RateLimit(10.0)
         self._outage_warnings = RateLimit(30.0)
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._flushes: collections.deque[tuple[float, int]] = collections.deque(maxlen=10_000)
         self.stats = WriterStats()
 
     @property
@@ -98,6 +100,13 @@ class BatchingWriter:
 
     def start(self) -> None:
         self._thread.start()
+
+    def drain_flushes(self) -> list[tuple[float, int]]:
+        """(seconds, events) of every batch written since the last call, for metrics."""
+        drained: list[tuple[float, int]] = []
+        while self._flushes:
+            drained.append(self._flushes.popleft())
+        return drained
 
     def submit(
         self, requested: CalculationRequested, outcome: Event, waiter: Waiter | None = None
@@ -199,6 +208,8 @@ class BatchingWriter:
         stats.last_flush_seconds = now - started
         stats.flush_seconds_total += now - started
         stats.last_success = now
+        stats.last_success_wall = time.time()
+        self._flushes.append((now - started, count))
         if not stats.available:
             self._recovered()
         waiters = [w for _, _, w in entries if w is not None]

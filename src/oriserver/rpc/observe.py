@@ -20,6 +20,8 @@ from urllib.parse import unquote
 
 import grpc
 
+from oriserver.telemetry.metrics import Metrics
+
 log = logging.getLogger("oriserver.rpc")
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -32,12 +34,20 @@ else:
 
 
 class RpcObserver:
-    """Called once per finished RPC; the interceptor measures, observers report."""
+    """Told when each RPC starts and ends; counts calls in flight, feeds metrics, logs."""
 
-    def __init__(self, log_rpcs: bool) -> None:
+    def __init__(self, log_rpcs: bool, metrics: Metrics | None = None) -> None:
         self._log_rpcs = log_rpcs and log.isEnabledFor(logging.INFO)
+        self._metrics = metrics
+        self.in_flight: dict[str, int] = {}
+
+    def started(self, method: str) -> None:
+        self.in_flight[method] = self.in_flight.get(method, 0) + 1
 
     def finished(self, method: str, peer: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.in_flight[method] -= 1
+        if self._metrics is not None:
+            self._metrics.rpc_finished(method, code.name, seconds)
         if self._log_rpcs:
             log.info(
                 "rpc",
@@ -122,6 +132,10 @@ class ObservingInterceptor(_InterceptorBase):
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            # Read the peer now: grpc.aio may free an abandoned stream's call before our
+            # finally runs, and context.peer() on a freed call crashes the process.
+            peer = context.peer()
+            observer.started(method)
             try:
                 return await behavior(request, context)
             except asyncio.CancelledError:
@@ -137,7 +151,7 @@ class ObservingInterceptor(_InterceptorBase):
             finally:
                 if code is grpc.StatusCode.OK:
                     code = _code_of(context, code)
-                observer.finished(method, context.peer(), code, time.perf_counter() - start)
+                observer.finished(method, peer, code, time.perf_counter() - start)
 
         return observed
 
@@ -150,6 +164,10 @@ class ObservingInterceptor(_InterceptorBase):
         ) -> AsyncIterator[Any]:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            # Read the peer now: grpc.aio may free an abandoned stream's call before our
+            # finally runs, and context.peer() on a freed call crashes the process.
+            peer = context.peer()
+            observer.started(method)
             task = asyncio.current_task()
             if task is not None:
                 streams.add(task)
@@ -180,6 +198,6 @@ class ObservingInterceptor(_InterceptorBase):
                     streams.discard(task)
                 if code is grpc.StatusCode.OK:
                     code = _code_of(context, code)
-                observer.finished(method, context.peer(), code, time.perf_counter() - start)
+                observer.finished(method, peer, code, time.perf_counter() - start)
 
         return observed

@@ -1,0 +1,99 @@
+"""Copies the components' plain counters into the Prometheus metrics once a second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from oriserver.telemetry.metrics import Metrics, split_method
+
+if TYPE_CHECKING:
+    from oriserver.reactors.watchlist import WatchListReactor
+    from oriserver.recording.writer import BatchingWriter
+    from oriserver.service.projection import ProjectionRunner
+
+
+@dataclass
+class Sources:
+    """What the sampler reads; every part is optional (recording may be off)."""
+
+    in_flight: Callable[[], dict[str, int]] | None = None
+    writer: BatchingWriter | None = None
+    projection: ProjectionRunner | None = None
+    reactor: WatchListReactor | None = None
+    subscriptions: Callable[[], int] | None = None
+
+
+@dataclass
+class Sampler:
+    metrics: Metrics
+    sources: Sources
+    interval_s: float = 1.0
+    _last: dict[str, int] = field(default_factory=dict)
+    _started: float = field(default_factory=time.time)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="metrics-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sample()
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.interval_s)
+
+    def _delta(self, key: str, value: int) -> int:
+        delta = value - self._last.get(key, 0)
+        self._last[key] = value
+        return max(delta, 0)
+
+    def sample(self) -> None:
+        m, s = self.metrics, self.sources
+        if s.in_flight is not None:
+            for full_method, count in s.in_flight().items():
+                m.rpc_in_flight.labels(*split_method(full_method)).set(count)
+        if s.subscriptions is not None:
+            m.subscriptions.set(s.subscriptions())
+        if s.writer is not None:
+            self._writer(s.writer)
+        if s.projection is not None:
+            progress = s.projection.stats
+            m.head.set(progress.head)
+            m.checkpoint.labels("running_totals").set(progress.checkpoint)
+            m.lag.labels("running_totals").set(progress.lag)
+        if s.reactor is not None:
+            stats = s.reactor.stats
+            for name, counter in (
+                ("notifications", m.notifications),
+                ("deliveries", m.deliveries),
+                ("retries", m.retries),
+                ("failures", m.failures),
+            ):
+                counter.labels("watchlist").inc(
+                    self._delta(f"reactor.{name}", getattr(stats, name))
+                )
+
+    def _writer(self, writer: BatchingWriter) -> None:
+        m = self.metrics
+        stats = writer.stats
+        m.events_buffered.set(writer.buffered)
+        m.events_capacity.set(writer.capacity)
+        m.events_appended.inc(self._delta("appended", stats.appended))
+        m.events_dropped.inc(self._delta("dropped", stats.dropped))
+        m.events_rejected.inc(self._delta("rejected", 2 * stats.failed_sync))
+        m.store_up.set(1 if stats.available else 0)
+        for seconds, size in writer.drain_flushes():
+            m.flush_duration.observe(seconds)
+            m.batch_size.observe(size)
+        # Until the first write, "last flush" is when the writer started: nothing was overdue.
+        m.last_flush.set(stats.last_success_wall or self._started)

@@ -1,0 +1,159 @@
+"""Malformed and random request bodies on every method: exact statuses, honest logs, no crash.
+
+The calls bypass the generated stubs and send raw bytes. The seed corpus runs
+byte for byte every time; hypothesis then explores around it with a fixed seed
+(derandomize=True), so CI runs the same few thousand bodies on every run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from oriserver._generated import mathhelper_pb2 as pb
+from tests.security.conftest import assert_healthy, rpc_lines, wait_for_rpc_lines
+from tests.security.corpus import SEEDS
+from tests.security.oracle import (
+    FACTORIAL,
+    METHODS,
+    SUMMATION,
+    UNPARSEABLE,
+    Outcomes,
+    expected,
+    reply_type,
+)
+from tests.security.payloads import payloads
+from tests.support.servers import ServerProcess, start_server_process
+
+RawCall = Callable[..., bytes]
+EXAMPLES_PER_METHOD = 1500
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server process for the module; its stdout holds the per-RPC log lines."""
+    server = start_server_process(tmp_path_factory.mktemp("hostile"), {})
+    yield server
+    server.kill()
+
+
+def check_call(call: RawCall, method: str, payload: bytes, outcomes: Outcomes) -> None:
+    """Send one body, record what came back, and insist on exactly the expected answer."""
+    want = expected(method, payload)
+    details, reply = None, b""
+    try:
+        reply = call(payload, timeout=10)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as error:
+        code, details = error.code(), error.details()
+    outcomes.add(method, payload, code)
+    shown = payload[:60]
+    assert code == want.code, (
+        f"{method} {shown!r}: got {code.name} ({details}), want {want.code.name}"
+    )
+    if want.details is not None:
+        assert details == want.details, f"{method} {shown!r}: {details}"
+    if want.reply is not None:
+        assert reply_type(method).FromString(reply) == want.reply, f"{method} {shown!r}"
+
+
+def check_server_records(server: ServerProcess, outcomes: Outcomes, before: int) -> None:
+    """What the server recorded about these calls must match what the callers got.
+
+    Today that is the per-RPC log: one line per call that reached a handler, with
+    the same status code, so an unparseable body is never logged as OK. The
+    event store's records belong here too: only ``outcomes.ok_payloads(method)``
+    may ever show up as successful calculations.
+    """
+    reached = outcomes.reached_handlers()
+    lines = wait_for_rpc_lines(server, lambda lines: len(lines) >= before + len(reached))
+    logged = Counter((line["method"], line["code"]) for line in lines[before:])
+    answered = Counter((call.method, call.code.name) for call in reached)
+    assert logged == answered
+    for method in (SUMMATION, FACTORIAL):
+        assert logged[(method, "OK")] == len(outcomes.ok_payloads(method))
+
+
+def assert_still_serving(server: ServerProcess) -> None:
+    assert server.process.poll() is None, "the server process died"
+    assert_healthy(server.target)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_seed_gets_exactly_the_expected_status(
+    method: str, hostile_server: ServerProcess
+) -> None:
+    outcomes = Outcomes()
+    before = len(rpc_lines(hostile_server))
+    with grpc.insecure_channel(hostile_server.target) as channel:
+        call = channel.unary_unary(method)
+        for payload in SEEDS.values():
+            check_call(call, method, payload, outcomes)
+    codes = {c.code for c in outcomes.calls}
+    # The corpus covers every class of answer: parsed, unparseable and oversized.
+    assert {grpc.StatusCode.OK, grpc.StatusCode.INTERNAL} <= codes
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    check_server_records(hostile_server, outcomes, before)
+    assert_still_serving(hostile_server)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_random_bodies_get_exactly_the_expected_status(
+    method: str, hostile_server: ServerProcess
+) -> None:
+    outcomes = Outcomes()
+    before = len(rpc_lines(hostile_server))
+    with grpc.insecure_channel(hostile_server.target) as channel:
+        call = channel.unary_unary(method)
+
+        @settings(
+            max_examples=EXAMPLES_PER_METHOD,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(payload=payloads)
+        def probe(payload: bytes) -> None:
+            check_call(call, method, payload, outcomes)
+
+        probe()
+    codes = Counter(c.code.name for c in outcomes.calls)
+    # The generator must really produce both kinds, or the test proves little.
+    assert codes["OK"] > 100, codes
+    assert codes["INTERNAL"] > 100, codes
+    check_server_records(hostile_server, outcomes, before)
+    assert_still_serving(hostile_server)
+
+
+def test_unparseable_bodies_on_streaming_methods_get_internal(
+    hostile_server: ServerProcess,
+) -> None:
+    unparseable = [p for p in SEEDS.values() if expected(SUMMATION, p).details == UNPARSEABLE]
+    with grpc.insecure_channel(hostile_server.target) as channel:
+        watch = channel.unary_stream("/grpc.health.v1.Health/Watch")
+        reflect = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        )
+        for payload in unparseable:
+            for responses in (watch(payload, timeout=5), reflect(iter([payload]), timeout=5)):
+                with pytest.raises(grpc.RpcError) as caught:
+                    list(responses)
+                assert caught.value.code() == grpc.StatusCode.INTERNAL
+                assert caught.value.details() == UNPARSEABLE
+    assert_still_serving(hostile_server)
+
+
+def test_a_valid_body_sent_raw_gets_the_same_answer_as_through_the_stub(
+    hostile_server: ServerProcess,
+) -> None:
+    """Guards the raw-bytes path itself: if it were broken, every test above would be moot."""
+    with grpc.insecure_channel(hostile_server.target) as channel:
+        raw = channel.unary_unary(SUMMATION)(
+            pb.SummationInput(first=-3, last=10).SerializeToString(), timeout=5
+        )
+    assert pb.SummationResult.FromString(raw) == pb.SummationResult(result=7, first=-3, last=10)
