@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from oriserver.config.settings import Settings
 from oriserver.event_system import EventSystem, build_event_system
@@ -29,6 +30,10 @@ from oriserver.service.recording import NullRecorder, Recorder
 from oriserver.telemetry.exposition import MetricsServer, process_registry, serve_metrics
 from oriserver.telemetry.metrics import Metrics
 from oriserver.telemetry.sampler import Sampler, Sources
+
+if TYPE_CHECKING:
+    from oriserver.rpc.wrapping import WrappingInterceptor
+    from oriserver.telemetry.tracing import RpcTracer
 
 log = logging.getLogger("oriserver")
 
@@ -58,6 +63,7 @@ class Application:
     events: EventSystem | None = None
     sampler: Sampler | None = None
     metrics_server: MetricsServer | None = None
+    tracer: RpcTracer | None = None
     stopping: bool = field(default=False)
     lost_events: int = 0
 
@@ -98,6 +104,8 @@ class Application:
             await self.sampler.stop()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.stop)
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)
         return self.lost_events
 
 
@@ -108,6 +116,12 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     metrics = Metrics(registry) if runtime.metrics != "off" else None
     observer = RpcObserver(settings.log_rpcs, metrics)
     interceptor = ObservingInterceptor(observer)
+    tracer = _tracer(settings)
+    interceptors: list[WrappingInterceptor] = [interceptor]
+    if tracer is not None:
+        from oriserver.telemetry.tracing_interceptor import TracingInterceptor
+
+        interceptors.insert(0, TracingInterceptor(tracer))  # outermost: logs see the trace id
     holder: list[BuiltServer] = []
 
     async def events_available(available: bool) -> None:
@@ -122,14 +136,14 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     parts = ServerParts(
         mathhelper=MathHelperServicer(CalculationService(recorder, settings.instance_id)),
         events=events_api,
-        interceptors=[interceptor],
+        interceptors=interceptors,
         reflection=settings.reflection,
         options=settings.transport.limits.grpc_options(),
         reuse_port=runtime.reuse_port,
     )
     built = create_server(parts, settings.bind_address, settings.transport.tls)
     holder.append(built)
-    app = Application(settings, built, recorder, interceptor, events)
+    app = Application(settings, built, recorder, interceptor, events, tracer=tracer)
     if metrics is not None:
         app.sampler = Sampler(metrics, _sources(observer, events, events_api))
     if registry is not None:
@@ -137,6 +151,15 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
             settings.metrics_listen_host, settings.metrics_port, registry
         )
     return app
+
+
+def _tracer(settings: Settings) -> RpcTracer | None:
+    """OpenTelemetry is imported only here, and only when OTEL_* variables ask for it."""
+    if not settings.tracing_exporter:
+        return None
+    from oriserver.telemetry.tracing import create_tracer
+
+    return create_tracer(settings.tracing_exporter)
 
 
 def _sources(

@@ -177,6 +177,8 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    # OpenTelemetry's own variables decide whether to trace: "" (off), "otlp" or "console".
+    tracing_exporter: str = ""
     metrics_port: int = 9464
     metrics_listen_host: str = "0.0.0.0"
     workers: int = 1
@@ -226,6 +228,23 @@ def _notify_settings(env: EnvReader) -> NotifySettings:
     )
 
 
+def _tracing_exporter(environ: Mapping[str, str]) -> str:
+    """Tracing is on when an OTLP endpoint or a traces exporter is configured."""
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none" or environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ""
+    if exporter:
+        if exporter not in ("otlp", "console"):
+            raise ConfigError(
+                "OTEL_TRACES_EXPORTER", f"must be otlp, console or none (got {exporter!r})"
+            )
+        return exporter
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    return "otlp" if endpoint and endpoint.strip() else ""
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parse every ORI_* variable; raise ConfigError naming the first bad one."""
     env = EnvReader(environ)
@@ -242,6 +261,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         events=_event_settings(env),
         notify=_notify_settings(env),
         transport=load_transport(env),
+        tracing_exporter=_tracing_exporter(environ),
         api=load_api(env),
         metrics_port=env.integer(METRICS_PORT, 0, 65535),
         metrics_listen_host=env.text(METRICS_HOST),

@@ -11,10 +11,11 @@ from oriserver.errors import RecordingUnavailable
 from oriserver.rpc.peer import client_ip
 from oriserver.rpc.status import status_for
 from oriserver.service.calculations import CalculationService, Caller
+from oriserver.telemetry.trace_context import current_trace_id
 
 
 def caller_of(context: grpc.aio.ServicerContext[object, object]) -> Caller:
-    return Caller(client_ip=client_ip(context.peer()))
+    return Caller(client_ip=client_ip(context.peer()), trace_id=current_trace_id.get())
 
 
 class MathHelperServicer(pb_grpc.MathHelperServicer):

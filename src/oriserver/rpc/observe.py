@@ -14,23 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import unquote
 
 import grpc
 
+from oriserver.rpc.wrapping import Behavior, WrappingInterceptor
 from oriserver.telemetry.metrics import Metrics
+from oriserver.telemetry.trace_context import current_trace_id
 
 log = logging.getLogger("oriserver.rpc")
-
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-
-if TYPE_CHECKING:
-    # grpc-stubs makes the interceptor generic; at run time the class is not subscriptable.
-    _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _InterceptorBase = grpc.aio.ServerInterceptor
 
 
 class RpcObserver:
@@ -49,15 +43,15 @@ class RpcObserver:
         if self._metrics is not None:
             self._metrics.rpc_finished(method, code.name, seconds)
         if self._log_rpcs:
-            log.info(
-                "rpc",
-                extra={
-                    "method": method,
-                    "peer": unquote(peer),
-                    "code": code.name,
-                    "duration_ms": round(seconds * 1000, 3),
-                },
-            )
+            line = {
+                "method": method,
+                "peer": unquote(peer),
+                "code": code.name,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+            if (trace_id := current_trace_id.get()) is not None:
+                line["trace_id"] = trace_id
+            log.info("rpc", extra=line)
 
 
 def _code_of(
@@ -67,12 +61,12 @@ def _code_of(
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-class ObservingInterceptor(_InterceptorBase):
+class ObservingInterceptor(WrappingInterceptor):
     """Wraps each method handler so its outcome is timed and reported."""
 
     def __init__(self, observer: RpcObserver) -> None:
+        super().__init__()
         self._observer = observer
-        self._cache: dict[tuple[str, int], Handler] = {}
         self._streams: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -83,50 +77,7 @@ class ObservingInterceptor(_InterceptorBase):
             task.cancel()
         return len(self._streams)
 
-    # The stubs say continuation never returns None; grpc does, for unknown methods.
-    async def intercept_service(  # type: ignore[override]
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        key = (handler_call_details.method, id(handler))
-        wrapped = self._cache.get(key)
-        if wrapped is None:
-            wrapped = self._wrap(handler, handler_call_details.method)
-            self._cache[key] = wrapped
-        return wrapped
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._streaming(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-    def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
         observer = self._observer
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -155,7 +106,7 @@ class ObservingInterceptor(_InterceptorBase):
 
         return observed
 
-    def _streaming(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def wrap_streaming(self, behavior: Behavior, method: str) -> Behavior:
         observer = self._observer
         streams = self._streams
 

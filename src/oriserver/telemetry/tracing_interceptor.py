@@ -1,0 +1,74 @@
+"""Puts each RPC in an OpenTelemetry span and makes its trace id current.
+
+Installed outermost, only when tracing is on, so the logging interceptor and the
+events of the call see the trace id through ``current_trace_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from oriserver.rpc.wrapping import Behavior, WrappingInterceptor
+from oriserver.telemetry.trace_context import current_trace_id
+from oriserver.telemetry.tracing import RpcTracer, SpanHandle
+
+
+def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    code: object = context.code()  # None until a handler sets or aborts with a code
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return "OK" if error is None else "UNKNOWN"
+
+
+class TracingInterceptor(WrappingInterceptor):
+    def __init__(self, tracer: RpcTracer) -> None:
+        super().__init__()
+        self._tracer = tracer
+
+    def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> SpanHandle:
+        return self._tracer.begin(method, context.invocation_metadata(), context.peer())
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            span = self._begin(method, context)
+            token = current_trace_id.set(span.trace_id)
+            error: BaseException | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                span.end(_code(context, error))
+                current_trace_id.reset(token)
+
+        return traced
+
+    def wrap_streaming(self, behavior: Behavior, method: str) -> Behavior:
+        async def traced(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            span = self._begin(method, context)
+            token = current_trace_id.set(span.trace_id)
+            error: BaseException | None = None
+            try:
+                result = behavior(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        yield response
+                else:
+                    await result
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                span.end(_code(context, error))
+                current_trace_id.reset(token)
+
+        return traced
