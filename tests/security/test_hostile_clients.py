@@ -257,16 +257,18 @@ def test_hundreds_of_connections_opened_and_dropped_leave_the_server_well(
 
 
 ABANDONING_CLIENT = """
-import itertools, sys, grpc
+import os, sys, grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 request = reflection_pb2.ServerReflectionRequest(list_services="")
 for _ in range(10):
     channel = grpc.insecure_channel(sys.argv[1])
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    replies = stub.ServerReflectionInfo(request for _ in itertools.count())
+    replies = stub.ServerReflectionInfo((request for _ in range(100_000)), timeout=20)
     for _ in range(100):
         next(replies)
     channel.close()  # in the middle of the stream, with the server still writing
+sys.stdout.flush()
+os._exit(0)  # grpc's request-iterator threads of the abandoned calls must not delay the exit
 """
 
 
