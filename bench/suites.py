@@ -14,6 +14,7 @@ from bench.report import (
     server_table,
 )
 from bench.runner import Config, Context, Run, run_interleaved
+from bench.store import store_suite
 
 OFF = {"ORI_EVENTS_ENABLED": "false"}
 PG_ASYNC = {"ORI_EVENTS_ENABLED": "true", "ORI_EVENTS_DURABILITY": "async"}
@@ -207,10 +208,12 @@ def workers(ctx: Context) -> SuiteReport:
     )
 
 
-# Run in this order by --suite all. The `store` suite (direct appends into the event store,
-# no gRPC) goes here too: a function (ctx: Context) -> SuiteReport, registered by name; a suite
-# that is not a server comparison builds its SuiteReport rows itself.
+# Run in this order by --suite all; a suite that is not a server comparison (store) builds
+# its SuiteReport rows itself.
 SUITES: dict[str, Suite] = {
+    "store": Suite(
+        "append throughput into SQLite and PostgreSQL through the batching writer", store_suite
+    ),
     "rpc": Suite("oriserver vs plain thread-pool and asyncio grpcio servers", rpc),
     "recording": Suite("recording off vs on (SQLite, PostgreSQL async and sync)", recording),
     "metrics": Suite("metrics off vs on", metrics),

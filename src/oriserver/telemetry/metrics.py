@@ -116,7 +116,7 @@ class Metrics:
         )
         self.last_flush = Gauge(
             "ori_events_last_flush_timestamp_seconds",
-            "Unix time of the last successful write.",
+            "Unix time the writer was last up to date: now while nothing waits, else its last successful write.",
             multiprocess_mode="livemin",
             registry=r,
         )
