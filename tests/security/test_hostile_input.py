@@ -7,6 +7,9 @@ byte for byte every time; hypothesis then explores around it with a fixed seed
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -61,13 +64,36 @@ def check_call(call: RawCall, method: str, payload: bytes, outcomes: Outcomes) -
         assert reply_type(method).FromString(reply) == want.reply, f"{method} {shown!r}"
 
 
-def check_server_records(server: ServerProcess, outcomes: Outcomes, before: int) -> None:
+def event_counts(server: ServerProcess) -> Counter[tuple[str, str]]:
+    """(method, event_type) counts in the server's event store (SQLite in its working dir)."""
+    database = server.log_path.parent / "oriserver.db"
+    if not database.exists():
+        return Counter()
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT method, event_type, count(*) FROM events GROUP BY 1, 2")
+        return Counter({(method, kind): n for method, kind, n in rows})
+
+
+def settled_event_counts(server: ServerProcess) -> Counter[tuple[str, str]]:
+    """Event counts once the writer has flushed what earlier calls left in its buffer."""
+    previous = event_counts(server)
+    while True:
+        time.sleep(0.3)  # several flush intervals
+        current = event_counts(server)
+        if current == previous:
+            return current
+        previous = current
+
+
+def check_server_records(
+    server: ServerProcess, outcomes: Outcomes, before: int, events_before: Counter[tuple[str, str]]
+) -> None:
     """What the server recorded about these calls must match what the callers got.
 
-    Today that is the per-RPC log: one line per call that reached a handler, with
-    the same status code, so an unparseable body is never logged as OK. The
-    event store's records belong here too: only ``outcomes.ok_payloads(method)``
-    may ever show up as successful calculations.
+    The per-RPC log: one line per call that reached a handler, with the same status
+    code, so an unparseable body is never logged as OK. The event store: exactly the
+    bodies answered OK are recorded as successful calculations, the ones answered with
+    a calculation error as failed ones, and nothing else is recorded at all.
     """
     reached = outcomes.reached_handlers()
     lines = wait_for_rpc_lines(server, lambda lines: len(lines) >= before + len(reached))
@@ -76,6 +102,20 @@ def check_server_records(server: ServerProcess, outcomes: Outcomes, before: int)
     assert logged == answered
     for method in (SUMMATION, FACTORIAL):
         assert logged[(method, "OK")] == len(outcomes.ok_payloads(method))
+    wanted: Counter[tuple[str, str]] = Counter()
+    for call in outcomes.calls:
+        name = {SUMMATION: "Summation", FACTORIAL: "Factorial"}.get(call.method)
+        if name is None or call.code.name not in {"OK", "OUT_OF_RANGE", "INVALID_ARGUMENT"}:
+            continue
+        wanted[(name, "CalculationRequested")] += 1
+        outcome = "CalculationSucceeded" if call.code == grpc.StatusCode.OK else "CalculationFailed"
+        wanted[(name, outcome)] += 1
+    deadline = time.monotonic() + 15
+    while (
+        recorded := event_counts(server) - events_before
+    ) != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)  # the writer flushes in the background
+    assert recorded == wanted
 
 
 def assert_still_serving(server: ServerProcess) -> None:
@@ -89,6 +129,7 @@ def test_every_seed_gets_exactly_the_expected_status(
 ) -> None:
     outcomes = Outcomes()
     before = len(rpc_lines(hostile_server))
+    events_before = settled_event_counts(hostile_server)
     with grpc.insecure_channel(hostile_server.target) as channel:
         call = channel.unary_unary(method)
         for payload in SEEDS.values():
@@ -97,7 +138,7 @@ def test_every_seed_gets_exactly_the_expected_status(
     # The corpus covers every class of answer: parsed, unparseable and oversized.
     assert {grpc.StatusCode.OK, grpc.StatusCode.INTERNAL} <= codes
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
-    check_server_records(hostile_server, outcomes, before)
+    check_server_records(hostile_server, outcomes, before, events_before)
     assert_still_serving(hostile_server)
 
 
@@ -107,6 +148,7 @@ def test_random_bodies_get_exactly_the_expected_status(
 ) -> None:
     outcomes = Outcomes()
     before = len(rpc_lines(hostile_server))
+    events_before = settled_event_counts(hostile_server)
     with grpc.insecure_channel(hostile_server.target) as channel:
         call = channel.unary_unary(method)
 
@@ -126,7 +168,7 @@ def test_random_bodies_get_exactly_the_expected_status(
     # The generator must really produce both kinds, or the test proves little.
     assert codes["OK"] > 100, codes
     assert codes["INTERNAL"] > 100, codes
-    check_server_records(hostile_server, outcomes, before)
+    check_server_records(hostile_server, outcomes, before, events_before)
     assert_still_serving(hostile_server)
 
 
