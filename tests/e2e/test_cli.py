@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support.servers import ServerThread, free_port, server_env
-
-
-def ori(
-    *args: str, port: int | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = server_env(env or {})
-    environment.pop("ORI_LISTEN_HOST", None)
-    if port is not None:
-        environment["ORI_PORT"] = str(port)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from oriserver.cli.client_main import main; raise SystemExit(main())",
-            *args,
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support.cli import ori
+from tests.support.servers import ServerThread, free_port
 
 
 @pytest.fixture

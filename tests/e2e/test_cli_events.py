@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_cli import ori
+from tests.support.cli import ori
 from tests.support.servers import ServerThread, server_env
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -18,7 +16,8 @@ from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from oriserver.config import Settings, load_settings
 from tests.security.pki import Pki, make_pki
-from tests.support.servers import ServerProcess, ServerThread, running_server, server_env
+from tests.support.cli import ori
+from tests.support.servers import ServerProcess, ServerThread, running_server
 
 
 @pytest.fixture(scope="session")
@@ -95,20 +94,4 @@ def wait_for_rpc_lines(
         time.sleep(0.05)
 
 
-def run_ori(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real ``ori`` in a subprocess, with only the ORI_* variables given here."""
-    environment = server_env(env or {})
-    environment.pop("ORI_LISTEN_HOST", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from oriserver.cli.client_main import main; raise SystemExit(main())",
-            *args,
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+run_ori = ori  # the shared helper, under the name these tests use

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import grpc
 
-from oriserver.rpc.wrapping import Behavior, WrappingInterceptor
+from oriserver.rpc.wrapping import Behavior, WrappingInterceptor, responses
 from oriserver.telemetry.metrics import Metrics
 from oriserver.telemetry.trace_context import current_trace_id
 
@@ -61,6 +61,19 @@ def _code_of(
     return code if isinstance(code, grpc.StatusCode) else default
 
 
+def _failure_code(
+    error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> grpc.StatusCode:
+    """The status a call that raised ends with; unexpected errors are logged with a traceback."""
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    if isinstance(error, grpc.aio.AbortError):
+        return _code_of(context, grpc.StatusCode.UNKNOWN)
+    if isinstance(error, Exception):
+        log.error("unhandled error in %s", method, exc_info=error)
+    return grpc.StatusCode.UNKNOWN
+
+
 class ObservingInterceptor(WrappingInterceptor):
     """Wraps each method handler so its outcome is timed and reported."""
 
@@ -89,15 +102,8 @@ class ObservingInterceptor(WrappingInterceptor):
             observer.started(method)
             try:
                 return await behavior(request, context)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except grpc.aio.AbortError:
-                code = _code_of(context, grpc.StatusCode.UNKNOWN)
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                log.exception("unhandled error in %s", method)
+            except BaseException as error:
+                code = _failure_code(error, context, method)
                 raise
             finally:
                 if code is grpc.StatusCode.OK:
@@ -125,24 +131,16 @@ class ObservingInterceptor(WrappingInterceptor):
             try:
                 if self._closing:
                     raise asyncio.CancelledError
-                result = behavior(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for response in result:
-                        yield response
-                else:
-                    await result
+                async for response in responses(behavior(request, context)):
+                    yield response
             except asyncio.CancelledError:
                 if not self._closing:
                     code = grpc.StatusCode.CANCELLED
                     raise
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "server is shutting down; reconnect to another instance")
-            except grpc.aio.AbortError:
-                code = _code_of(context, grpc.StatusCode.UNKNOWN)
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                log.exception("unhandled error in %s", method)
+            except BaseException as error:
+                code = _failure_code(error, context, method)
                 raise
             finally:
                 if task is not None:

@@ -8,7 +8,7 @@ it lives once. Wrapped handlers are cached per method.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
 else:
     _InterceptorBase = grpc.aio.ServerInterceptor
+
+
+async def responses(result: Any) -> AsyncIterator[Any]:
+    """What a streaming behaviour produces, whether it yields or writes with context.write()."""
+    if hasattr(result, "__aiter__"):
+        async for response in result:
+            yield response
+    else:
+        await result
 
 
 class WrappingInterceptor(_InterceptorBase):

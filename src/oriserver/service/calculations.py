@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from oriserver.domain import arithmetic
 from oriserver.domain.arithmetic import CalculationError, InvalidArgument, ResultOutOfRange
 from oriserver.domain.events import (
+    CalculationEvent,
     CalculationFailed,
     CalculationRequested,
     CalculationSucceeded,
@@ -60,6 +62,12 @@ class CalculationService:
         inputs = Inputs(base=base)
         return await self._run(Method.FACTORIAL, inputs, caller, lambda: arithmetic.factorial(base))
 
+    def _follow_up(self, requested: CalculationRequested) -> dict[str, Any]:
+        """What an outcome shares with its request, plus its own id and time."""
+        shared = {f.name: getattr(requested, f.name) for f in fields(CalculationEvent)}
+        shared.update(event_id=uuid.uuid4(), occurred_at=self._clock())
+        return shared
+
     async def _run(
         self, method: Method, inputs: Inputs, caller: Caller, calculate: Callable[[], int]
     ) -> int:
@@ -78,29 +86,10 @@ class CalculationService:
             result = calculate()
         except CalculationError as error:
             failed = CalculationFailed(
-                event_id=uuid.uuid4(),
-                calculation_id=calculation_id,
-                method=method,
-                inputs=inputs,
-                client_ip=caller.client_ip,
-                instance_id=self._instance_id,
-                occurred_at=self._clock(),
-                trace_id=caller.trace_id,
-                code=failure_code(error),
-                message=str(error),
+                **self._follow_up(requested), code=failure_code(error), message=str(error)
             )
             await self._recorder.record(requested, failed)
             raise
-        succeeded = CalculationSucceeded(
-            event_id=uuid.uuid4(),
-            calculation_id=calculation_id,
-            method=method,
-            inputs=inputs,
-            client_ip=caller.client_ip,
-            instance_id=self._instance_id,
-            occurred_at=self._clock(),
-            trace_id=caller.trace_id,
-            result=result,
-        )
+        succeeded = CalculationSucceeded(**self._follow_up(requested), result=result)
         await self._recorder.record(requested, succeeded)
         return result

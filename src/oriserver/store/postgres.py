@@ -238,12 +238,7 @@ class PostgresEventStore:
     def ping(self) -> None:
         with self._transaction() as connection:
             row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        if row is None or row[0] != self._schema_revision:
-            found = row[0] if row else "none"
-            raise SchemaNotReady(
-                f"the PostgreSQL schema is at revision {found}, this server needs "
-                f"{self._schema_revision}; run `oriserver db upgrade`"
-            )
+        sql_common.check_revision(row[0] if row else None, self._schema_revision, "PostgreSQL")
 
     def close(self) -> None:
         if self._opened:

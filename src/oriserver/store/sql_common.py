@@ -7,6 +7,7 @@ from typing import Any
 
 from oriserver.domain.events import Method, StoredEvent
 from oriserver.domain.totals import MethodTotals, RunningTotals
+from oriserver.errors import SchemaNotReady
 from oriserver.store.base import Progress, ReadFilter, Step
 from oriserver.store.rows import COLUMNS
 
@@ -51,3 +52,12 @@ def apply_step(
     if not events:
         return totals, Progress(0, checkpoint)
     return step(totals, events), Progress(len(events), events[-1].position)
+
+
+def check_revision(found: str | None, expected: str, where: str) -> None:
+    """Raise SchemaNotReady unless the database's Alembic revision is the expected one."""
+    if found != expected:
+        raise SchemaNotReady(
+            f"the schema in {where} is at revision {found or 'none'}, this server needs "
+            f"{expected}; run `oriserver db upgrade`"
+        )

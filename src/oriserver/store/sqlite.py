@@ -196,12 +196,7 @@ class SqliteEventStore:
     def ping(self) -> None:
         with self._transaction(write=False) as connection:
             row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        if row is None or row[0] != self._schema_revision:
-            found = row[0] if row else "none"
-            raise SchemaNotReady(
-                f"the schema in {self._path} is at revision {found}, this server needs "
-                f"{self._schema_revision}; run `oriserver db upgrade`"
-            )
+        sql_common.check_revision(row[0] if row else None, self._schema_revision, str(self._path))
 
     def close(self) -> None:
         with self._lock:

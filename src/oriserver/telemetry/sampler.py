@@ -98,5 +98,7 @@ class Sampler:
         # "Last up to date": now while nothing waits, else the last successful write (or the
         # start, before the first). time() minus it is how long buffered events have waited
         # at most, so an idle worker never looks stuck.
-        up_to_date = time.time() if writer.buffered == 0 else stats.last_success_wall or self._started
+        up_to_date = (
+            time.time() if writer.buffered == 0 else stats.last_success_wall or self._started
+        )
         m.last_flush.set(up_to_date)

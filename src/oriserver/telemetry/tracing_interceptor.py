@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from oriserver.rpc.wrapping import Behavior, WrappingInterceptor
+from oriserver.rpc.wrapping import Behavior, WrappingInterceptor, responses
 from oriserver.telemetry.trace_context import current_trace_id
 from oriserver.telemetry.tracing import RpcTracer, SpanHandle
 
@@ -58,12 +58,8 @@ class TracingInterceptor(WrappingInterceptor):
             token = current_trace_id.set(span.trace_id)
             error: BaseException | None = None
             try:
-                result = behavior(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for response in result:
-                        yield response
-                else:
-                    await result
+                async for response in responses(behavior(request, context)):
+                    yield response
             except BaseException as raised:
                 error = raised
                 raise
