@@ -28,9 +28,8 @@ class StoredCalls:
         return set(self.requested) ^ set(self.outcomes)
 
     def duplicated(self) -> set[int]:
-        return {
-            i for i, n in (self.requested + self.outcomes).items() if n > 2 or self.requested[i] > 1
-        }
+        calls = set(self.requested) | set(self.outcomes)
+        return {i for i in calls if self.requested[i] > 1 or self.outcomes[i] > 1}
 
 
 QUERY = "SELECT event_type, input_first, event_id FROM events WHERE method = 'Summation'"

@@ -82,7 +82,7 @@ class BatchingWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._deadline = float("inf")
-        self._backoff = Backoff()
+        self._backoff = Backoff(base=0.05, cap=2.0)  # a short cap: notice a returning database soon
         self._drop_warnings = RateLimit(10.0)
         self._outage_warnings = RateLimit(30.0)
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)

@@ -68,6 +68,11 @@ class PostgresEventStore:
             max_size=max_connections,
             open=False,
             timeout=timeout_s,
+            # The pool retries a lost connection with a doubling delay until reconnect_timeout
+            # (300 s by default), so after a long outage it could wait tens of seconds more
+            # before noticing the database is back. A short give-up bounds the delay: the
+            # next request starts a fresh attempt, and the writer's own backoff paces those.
+            reconnect_timeout=timeout_s,
             kwargs={
                 "connect_timeout": max(2, int(timeout_s)),
                 # A blackholed connection fails after this long instead of the kernel's minutes.
