@@ -16,7 +16,7 @@ from oriserver.config.settings import Settings
 from oriserver.event_system import EventSystem, build_event_system
 from oriserver.rpc.events_api import EventsServicer
 from oriserver.rpc.mathhelper import MathHelperServicer
-from oriserver.rpc.observe import ObservingInterceptor, RpcObserver
+from oriserver.rpc.observe import ObservingWrapper, RpcObserver
 from oriserver.rpc.server import (
     EVENTS_SERVICE,
     BuiltServer,
@@ -32,7 +32,7 @@ from oriserver.telemetry.metrics import Metrics
 from oriserver.telemetry.sampler import Sampler, Sources
 
 if TYPE_CHECKING:
-    from oriserver.rpc.wrapping import WrappingInterceptor
+    from oriserver.rpc.wrapping import HandlerWrapper
     from oriserver.telemetry.tracing import RpcTracer
 
 log = logging.getLogger("oriserver")
@@ -59,7 +59,7 @@ class Application:
     settings: Settings
     built: BuiltServer
     recorder: Recorder
-    interceptor: ObservingInterceptor
+    observing: ObservingWrapper
     events: EventSystem | None = None
     sampler: Sampler | None = None
     metrics_server: MetricsServer | None = None
@@ -91,7 +91,7 @@ class Application:
         await set_serving(self.built, serving=False)
         # Give Watch streams a moment to deliver NOT_SERVING before they are ended.
         await asyncio.sleep(0.1)
-        self.interceptor.close_streams()
+        self.observing.close_streams()
         await self.built.server.stop(grace)
         if self.events is not None:
             self.lost_events = await self.events.stop(self.settings.events.shutdown_flush_s)
@@ -115,13 +115,13 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     registry = process_registry() if runtime.metrics == "local" else None
     metrics = Metrics(registry) if runtime.metrics != "off" else None
     observer = RpcObserver(settings.log_rpcs, metrics)
-    interceptor = ObservingInterceptor(observer)
+    observing = ObservingWrapper(observer)
     tracer = _tracer(settings)
-    interceptors: list[WrappingInterceptor] = [interceptor]
+    wrappers: list[HandlerWrapper] = [observing]
     if tracer is not None:
-        from oriserver.telemetry.tracing_interceptor import TracingInterceptor
+        from oriserver.telemetry.tracing_wrapper import TracingWrapper
 
-        interceptors.insert(0, TracingInterceptor(tracer))  # outermost: logs see the trace id
+        wrappers.insert(0, TracingWrapper(tracer))  # outermost: logs see the trace id
     holder: list[BuiltServer] = []
 
     async def events_available(available: bool) -> None:
@@ -136,14 +136,14 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     parts = ServerParts(
         mathhelper=MathHelperServicer(CalculationService(recorder, settings.instance_id)),
         events=events_api,
-        interceptors=interceptors,
+        wrappers=wrappers,
         reflection=settings.reflection,
         options=settings.transport.limits.grpc_options(),
         reuse_port=runtime.reuse_port,
     )
     built = create_server(parts, settings.bind_address, settings.transport.tls)
     holder.append(built)
-    app = Application(settings, built, recorder, interceptor, events, tracer=tracer)
+    app = Application(settings, built, recorder, observing, events, tracer=tracer)
     if metrics is not None:
         app.sampler = Sampler(metrics, _sources(observer, events, events_api))
     if registry is not None:
@@ -168,7 +168,6 @@ def _sources(
     sources = Sources(in_flight=lambda: observer.in_flight)
     if events is not None and api is not None:
         sources.writer = events.writer
-        sources.projection = events.projection
-        sources.reactor = events.reactor
+        sources.host = lambda: events.host_stats
         sources.subscriptions = lambda: api.active_subscriptions
     return sources

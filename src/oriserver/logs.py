@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from typing import IO, Any
+
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
 _STANDARD_ATTRS = frozenset(
@@ -24,8 +26,22 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+class _Clock:
+    """ISO-8601 UTC timestamps with milliseconds, formatting the date and time once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((record.created - second) * 1000):03d}+00:00"
+
+
+_timestamp = _Clock()
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         line.update(_extras(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        return _encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -66,6 +82,10 @@ def configure_logging(log_format: str, level: str, stream: IO[str] | None = None
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # Neither formatter prints threads or processes; not collecting them makes every record cheaper.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # Libraries that narrate internals at INFO: keep their warnings, drop the chatter.
     for chatty in ("grpc", "alembic", "psycopg.pool"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -11,6 +11,8 @@ from oriserver.recording.writer import BatchingWriter, Notifier, Waiter
 class BufferedRecorder:
     """async durability: hand the events to the writer and return at once."""
 
+    records = True
+
     def __init__(self, writer: BatchingWriter) -> None:
         self._writer = writer
 
@@ -29,6 +31,8 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 class CommittedRecorder:
     """sync durability: return only after the events are committed; raise otherwise."""
+
+    records = True
 
     def __init__(self, writer: BatchingWriter) -> None:
         self._writer = writer

@@ -27,7 +27,7 @@ from itertools import islice
 from oriserver.domain.events import CalculationRequested, Event
 from oriserver.errors import RecordingUnavailable, StoreError
 from oriserver.recording.backoff import Backoff, RateLimit
-from oriserver.store.base import EventLog
+from oriserver.store.base import Appender
 
 log = logging.getLogger("oriserver.events.writer")
 
@@ -62,7 +62,7 @@ class WriterStats:
 class BatchingWriter:
     def __init__(
         self,
-        store: EventLog,
+        store: Appender,
         *,
         batch_size: int,
         flush_interval_s: float,

@@ -1,1 +1,1 @@
-"""The gRPC edge: servicers, status mapping, interceptors and the server factory."""
+"""The gRPC edge: servicers, status mapping, handler wrappers and the server factory."""

@@ -1,8 +1,9 @@
-"""One structured log line per RPC, and a clean end for long streams at shutdown.
+"""One structured log line and the metrics per RPC, and a clean end for streams at shutdown.
 
-Implemented as a server interceptor so that every service (MathHelper, the
-events API, health and reflection) is covered the same way. Wrapped handlers
-are cached per method, so the per-call cost is one extra coroutine frame.
+A handler wrapper (see wrapping.py), so every service (MathHelper, the events
+API, health and reflection) is covered the same way for one coroutine frame per
+call. The log line skips the logging module's search for the caller's source
+line, which no formatter here prints and which was most of the line's cost.
 
 Server-streaming calls (health Watch, SubscribeEvents) would otherwise hold a
 graceful stop for its whole grace period; ``close_streams`` ends them with
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 
 import grpc
 
-from oriserver.rpc.wrapping import Behavior, WrappingInterceptor, responses
+from oriserver.rpc.wrapping import Behavior, Deserializer, responses
 from oriserver.telemetry.metrics import Metrics
 from oriserver.telemetry.trace_context import current_trace_id
 
@@ -51,7 +52,7 @@ class RpcObserver:
             }
             if (trace_id := current_trace_id.get()) is not None:
                 line["trace_id"] = trace_id
-            log.info("rpc", extra=line)
+            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "rpc", (), None, extra=line))
 
 
 def _code_of(
@@ -74,11 +75,10 @@ def _failure_code(
     return grpc.StatusCode.UNKNOWN
 
 
-class ObservingInterceptor(WrappingInterceptor):
+class ObservingWrapper:
     """Wraps each method handler so its outcome is timed and reported."""
 
     def __init__(self, observer: RpcObserver) -> None:
-        super().__init__()
         self._observer = observer
         self._streams: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -89,6 +89,9 @@ class ObservingInterceptor(WrappingInterceptor):
         for task in list(self._streams):
             task.cancel()
         return len(self._streams)
+
+    def wrap_deserializer(self, deserializer: Deserializer) -> Deserializer:
+        return deserializer
 
     def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
         observer = self._observer

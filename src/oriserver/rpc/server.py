@@ -1,22 +1,23 @@
-"""Builds the grpc.aio server: services, health, reflection, interceptors, port."""
+"""Builds the grpc.aio server: services, health, reflection, handler wrappers, port."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from grpc_health.v1 import _async as health_aio  # public as health.aio; the stubs lack that alias
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import _async as reflection_aio  # public as reflection.aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from oriserver._generated import mathhelper_pb2, mathhelper_pb2_grpc
 from oriserver._generated.ori.events.v1 import events_pb2, events_pb2_grpc
 from oriserver.config.transport import TlsSettings
 from oriserver.rpc.credentials import server_credentials
 from oriserver.rpc.mathhelper import MathHelperServicer
-from oriserver.rpc.parse_guard import RequestParseGuard
+from oriserver.rpc.parse_guard import ParseGuard
+from oriserver.rpc.wrapping import HandlerWrapper, WrappingRegistrar
 
 MATHHELPER_SERVICE = mathhelper_pb2.DESCRIPTOR.services_by_name["MathHelper"].full_name
 EVENTS_SERVICE = events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
@@ -32,7 +33,7 @@ class ServerParts:
 
     mathhelper: MathHelperServicer
     events: events_pb2_grpc.EventsServiceServicer | None = None
-    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()
+    wrappers: Sequence[HandlerWrapper] = ()  # outermost first
     reflection: bool = True
     options: Sequence[tuple[str, int | str]] = ()
     # Off unless worker processes share the port on purpose: with it on, a second
@@ -51,20 +52,22 @@ class BuiltServer:
 def create_server(parts: ServerParts, address: str, tls: TlsSettings | None = None) -> BuiltServer:
     """Create (but do not start) the server; must run inside the event loop."""
     options = [*parts.options, ("grpc.so_reuseport", int(parts.reuse_port))]
-    # The parse guard goes last, nearest the handlers, so the other interceptors see
-    # an unparseable request as the INTERNAL status it gets.
-    interceptors = [*parts.interceptors, RequestParseGuard()]
-    server = grpc.aio.server(interceptors=interceptors, options=options)
-    mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, server)
+    server = grpc.aio.server(options=options)
+    # The parse guard goes innermost, so the other layers see an unparseable request
+    # as the INTERNAL status it gets.
+    registrar = WrappingRegistrar(server, [*parts.wrappers, ParseGuard()])
+    mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, registrar)  # type: ignore[arg-type]
     health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     services: tuple[str, ...] = (MATHHELPER_SERVICE,)
     if parts.events is not None:
-        events_pb2_grpc.add_EventsServiceServicer_to_server(parts.events, server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(parts.events, registrar)  # type: ignore[arg-type]
         services = (*services, EVENTS_SERVICE)
     if parts.reflection:
-        reflection.enable_server_reflection(
-            (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        names = (*services, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        # Registered directly (enable_server_reflection would want the real aio server).
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection_aio.ReflectionServicer(names), registrar
         )
     try:
         if tls is not None and tls.enabled:

@@ -1,26 +1,24 @@
-"""A base for interceptors that wrap every method handler, whatever its streaming kind.
+"""Wraps every method handler once, when services are registered, instead of on every call.
 
-grpc's interceptor API hands over a method handler with one of four behaviours
-set; rebuilding it around a wrapper is the same for every interceptor here, so
-it lives once. Wrapped handlers are cached per method.
+grpc's server interceptors run their machinery (a coroutine chain and a handler
+lookup per interceptor) on every call; measured here, two interceptors cost
+about a tenth of the RPC throughput. The logging, metrics, tracing and parse
+guard layers therefore wrap each method handler once, at registration, through
+``WrappingRegistrar``, which stands in for the server when the generated
+``add_*_to_server`` functions register a service. Each layer then costs one
+coroutine frame per call.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Behavior = Callable[..., Any]
-
-if TYPE_CHECKING:
-    # grpc-stubs makes the interceptor generic; at run time the class is not subscriptable.
-    _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _InterceptorBase = grpc.aio.ServerInterceptor
+Deserializer = Callable[[bytes], Any]
 
 
 async def responses(result: Any) -> AsyncIterator[Any]:
@@ -32,46 +30,57 @@ async def responses(result: Any) -> AsyncIterator[Any]:
         await result
 
 
-class WrappingInterceptor(_InterceptorBase):
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, int], Handler] = {}
-
-    @abstractmethod
+class HandlerWrapper(Protocol):
     def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
         """Wrap a behaviour that returns one response (unary or client-streaming)."""
 
-    @abstractmethod
     def wrap_streaming(self, behavior: Behavior, method: str) -> Behavior:
-        """Wrap a behaviour that streams responses (an async generator wrapper)."""
+        """Wrap a behaviour that streams responses (as an async generator)."""
 
-    # The stubs say continuation never returns None; grpc does, for unknown methods.
-    async def intercept_service(  # type: ignore[override]
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        key = (handler_call_details.method, id(handler))
-        wrapped = self._cache.get(key)
-        if wrapped is None:
-            wrapped = self._rewrap(handler, handler_call_details.method)
-            self._cache[key] = wrapped
-        return wrapped
+    def wrap_deserializer(self, deserializer: Deserializer) -> Deserializer:
+        """Wrap the request parser (return it unchanged to leave parsing alone)."""
 
-    def _rewrap(self, handler: Handler, method: str) -> Handler:
-        kinds = (
-            (handler.unary_unary, grpc.unary_unary_rpc_method_handler, self.wrap_unary),
-            (handler.unary_stream, grpc.unary_stream_rpc_method_handler, self.wrap_streaming),
-            (handler.stream_unary, grpc.stream_unary_rpc_method_handler, self.wrap_unary),
-            (handler.stream_stream, grpc.stream_stream_rpc_method_handler, self.wrap_streaming),
+
+def wrap_handler(handler: Handler, method: str, wrappers: Sequence[HandlerWrapper]) -> Handler:
+    """The handler inside every wrapper; the first wrapper is the outermost."""
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, "wrap_unary"),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, "wrap_streaming"),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, "wrap_unary"),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, "wrap_streaming"),
+    )
+    for original, build, wrap in kinds:
+        if original is None:
+            continue
+        behavior, parse = original, handler.request_deserializer
+        for wrapper in reversed(wrappers):
+            behavior = getattr(wrapper, wrap)(behavior, method)
+            if parse is not None:
+                parse = wrapper.wrap_deserializer(parse)
+        return build(
+            behavior, request_deserializer=parse, response_serializer=handler.response_serializer
         )
-        for behavior, build, wrap in kinds:
-            if behavior is not None:
-                return build(
-                    wrap(behavior, method),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+    return handler
+
+
+class WrappingRegistrar:
+    """Passed to ``add_*_to_server`` in place of the server: registers wrapped handlers."""
+
+    def __init__(self, server: grpc.aio.Server, wrappers: Sequence[HandlerWrapper]) -> None:
+        self._server = server
+        self._wrappers = wrappers
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
+        """Ignored: every service registered here also calls add_registered_method_handlers,
+        whose wrapped handlers are registered both ways below."""
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        wrapped = {
+            name: wrap_handler(handler, f"/{service}/{name}", self._wrappers)
+            for name, handler in handlers.items()
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
+        )
+        # Missing from grpc-stubs; registered methods skip grpc's generic handler lookup.
+        self._server.add_registered_method_handlers(service, wrapped)  # type: ignore[attr-defined]

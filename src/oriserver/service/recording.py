@@ -15,11 +15,15 @@ class Recorder(Protocol):
     raises RecordingUnavailable when they cannot be.
     """
 
+    records: bool  # False when nothing is kept, so callers can skip building events
+
     async def record(self, requested: CalculationRequested, outcome: Event) -> None: ...
 
 
 class NullRecorder:
     """Used when ORI_EVENTS_ENABLED=false: nothing is recorded."""
+
+    records = False
 
     async def record(self, requested: CalculationRequested, outcome: Event) -> None:
         return None

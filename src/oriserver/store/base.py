@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from oriserver.domain.events import Event, Method, StoredEvent
 from oriserver.domain.totals import RunningTotals
@@ -40,10 +40,17 @@ class Progress:
     checkpoint: int
 
 
-class EventLog(Protocol):
+class Appender(Protocol):
+    """What the batching writer needs: a local store, or the event host in front of one."""
+
     def append(self, events: Sequence[Event]) -> None:
         """Store the batch in one transaction, in order; event_ids already stored are skipped."""
 
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and its schema is current."""
+
+
+class EventLog(Appender, Protocol):
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
     ) -> list[StoredEvent]:
@@ -51,9 +58,6 @@ class EventLog(Protocol):
 
     def head(self) -> int:
         """The highest stored position, 0 for an empty log."""
-
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers and its schema is current."""
 
 
 class TotalsStore(Protocol):
@@ -86,3 +90,9 @@ class EventStore(EventLog, TotalsStore, CheckpointStore, Leases, Protocol):
     """Everything a backend provides."""
 
     def close(self) -> None: ...
+
+
+class RowStore(EventStore, Protocol):
+    """The SQL backends: they also take rows already in COLUMNS order (the event host's path)."""
+
+    def append_rows(self, rows: list[tuple[Any, ...]]) -> None: ...

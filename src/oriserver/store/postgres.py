@@ -25,7 +25,7 @@ from oriserver.domain.totals import RunningTotals
 from oriserver.errors import SchemaNotReady, StoreError, StoreUnavailable
 from oriserver.store import sql_common
 from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
-from oriserver.store.rows import COLUMNS, from_row, to_row
+from oriserver.store.rows import COLUMNS, Row, from_row, to_row
 
 APPEND_LOCK_KEY = 0x6F72690002  # "ori" + 2: serialises appends (see module docstring)
 
@@ -108,9 +108,12 @@ class PostgresEventStore:
         """COPY the batch straight into events; if any event_id is already there (a retry
         after a commit whose outcome was unknown), redo it through a staging table with
         ON CONFLICT DO NOTHING. The fast path is safe because a duplicate aborts it whole."""
-        if not events:
+        self.append_rows([to_row(event) for event in events])
+
+    def append_rows(self, rows: list[Row]) -> None:
+        """append() for rows already in COLUMNS order (the event host's path)."""
+        if not rows:
             return
-        rows = [to_row(event) for event in events]
         try:
             with self._transaction() as connection:
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -94,3 +94,28 @@ def from_row(row: Sequence[Any]) -> StoredEvent:
     else:
         event = cls(**common)
     return StoredEvent(position=int(position), created_at=_time(created_at), event=event)
+
+
+# -- the wire format between a server process and its event host process ------------------
+# The row, with UUIDs as 16 raw bytes and the timestamp as integer microseconds since the
+# epoch: about four times cheaper to pickle than events or typed rows, and exact.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+Wire = tuple[Any, ...]
+
+
+def to_wire(event: Event) -> Wire:
+    row = to_row(event)
+    return (row[0].bytes, row[1].bytes, *row[2:13], (row[13] - _EPOCH) // _MICROSECOND)
+
+
+def row_from_wire(wire: Sequence[Any]) -> Row:
+    """The to_row() tuple of the event a to_wire tuple came from."""
+    return (UUID(bytes=wire[0]), UUID(bytes=wire[1]), *wire[2:13], _EPOCH + wire[13] * _MICROSECOND)
+
+
+def from_wire(wire: Sequence[Any]) -> Event:
+    """The event a to_wire tuple came from."""
+    row = row_from_wire(wire)
+    return from_row((0, row[13], *row)).event

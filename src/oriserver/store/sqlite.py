@@ -11,15 +11,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 from oriserver.domain.events import Event, StoredEvent
 from oriserver.domain.totals import RunningTotals
 from oriserver.errors import SchemaNotReady, StoreError, StoreUnavailable
 from oriserver.store import sql_common
 from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
-from oriserver.store.rows import COLUMNS, from_row, to_row
+from oriserver.store.rows import COLUMNS, Row, from_row, to_row
 
 _INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
@@ -28,11 +26,9 @@ _INSERT = (
 _EPOCH_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 
-def _adapt(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        str(v) if isinstance(v, UUID) else v.isoformat() if hasattr(v, "isoformat") else v
-        for v in row
-    )
+def _adapt(row: Row) -> Row:
+    """SQLite keeps UUIDs and times as text."""
+    return (str(row[0]), str(row[1]), *row[2:13], row[13].isoformat())
 
 
 class SqliteEventStore:
@@ -101,9 +97,13 @@ class SqliteEventStore:
 
     # -- the log -----------------------------------------------------------
     def append(self, events: Sequence[Event]) -> None:
-        rows = [_adapt(to_row(event)) for event in events]
+        self.append_rows([to_row(event) for event in events])
+
+    def append_rows(self, rows: list[Row]) -> None:
+        """append() for rows already in COLUMNS order (the event host's path)."""
+        adapted = [_adapt(row) for row in rows]
         with self._transaction(write=True) as connection:
-            connection.executemany(_INSERT, rows)
+            connection.executemany(_INSERT, adapted)
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER

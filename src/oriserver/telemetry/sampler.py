@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 from oriserver.telemetry.metrics import Metrics, split_method
 
 if TYPE_CHECKING:
-    from oriserver.reactors.watchlist import WatchListReactor
     from oriserver.recording.writer import BatchingWriter
-    from oriserver.service.projection import ProjectionRunner
+    from oriserver.store.host_process import HostStats
 
 
 @dataclass
@@ -23,8 +22,7 @@ class Sources:
 
     in_flight: Callable[[], dict[str, int]] | None = None
     writer: BatchingWriter | None = None
-    projection: ProjectionRunner | None = None
-    reactor: WatchListReactor | None = None
+    host: Callable[[], HostStats] | None = None  # the event host's projection and reactor
     subscriptions: Callable[[], int] | None = None
 
 
@@ -66,13 +64,14 @@ class Sampler:
             m.subscriptions.set(s.subscriptions())
         if s.writer is not None:
             self._writer(s.writer)
-        if s.projection is not None:
-            progress = s.projection.stats
+        host = s.host() if s.host is not None else None
+        if host is not None:
+            progress = host.projection
             m.head.set(progress.head)
             m.checkpoint.labels("running_totals").set(progress.checkpoint)
             m.lag.labels("running_totals").set(progress.lag)
-        if s.reactor is not None:
-            stats = s.reactor.stats
+        if host is not None and host.reactor is not None:
+            stats = host.reactor
             for name, counter in (
                 ("notifications", m.notifications),
                 ("deliveries", m.deliveries),

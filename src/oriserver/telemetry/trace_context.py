@@ -1,4 +1,4 @@
-"""The current RPC's trace id, set by the interceptor and read where events are built.
+"""The current RPC's trace id, set by the tracing wrapper and read where events are built.
 
 Kept apart from tracing.py so that reading it never imports OpenTelemetry.
 """

@@ -1,6 +1,6 @@
 """Puts each RPC in an OpenTelemetry span and makes its trace id current.
 
-Installed outermost, only when tracing is on, so the logging interceptor and the
+The outermost handler wrapper, present only when tracing is on, so the logging wrapper and the
 events of the call see the trace id through ``current_trace_id``.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from oriserver.rpc.wrapping import Behavior, WrappingInterceptor, responses
+from oriserver.rpc.wrapping import Behavior, Deserializer, responses
 from oriserver.telemetry.trace_context import current_trace_id
 from oriserver.telemetry.tracing import RpcTracer, SpanHandle
 
@@ -26,10 +26,12 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | No
     return "OK" if error is None else "UNKNOWN"
 
 
-class TracingInterceptor(WrappingInterceptor):
+class TracingWrapper:
     def __init__(self, tracer: RpcTracer) -> None:
-        super().__init__()
         self._tracer = tracer
+
+    def wrap_deserializer(self, deserializer: Deserializer) -> Deserializer:
+        return deserializer
 
     def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> SpanHandle:
         return self._tracer.begin(method, context.invocation_metadata(), context.peer())
