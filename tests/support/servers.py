@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from oriserver import event_loop
 from oriserver.app import Application, build_application
 from oriserver.config import Settings
 
@@ -27,7 +28,7 @@ class ServerThread:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_event_loop()  # the loop production servers run on
         self.app: Application | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -90,7 +90,9 @@ def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
     A signal during start-up is remembered and honoured as soon as the server is up,
     so it too ends in a graceful stop instead of the default abrupt exit."""
     remember_stop_signals()
-    return asyncio.run(_serve(settings, runtime))
+    from oriserver import event_loop
+
+    return event_loop.run(_serve(settings, runtime))
 
 
 async def _serve(settings: Settings, runtime: Runtime | None) -> int:
