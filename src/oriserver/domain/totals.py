@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from oriserver.domain.events import (
@@ -53,17 +53,23 @@ Calculator = Callable[[RunningTotals, Event], RunningTotals]
 
 def count_requested(totals: RunningTotals, event: Event) -> RunningTotals:
     current = totals.of(event.method)
-    return totals.with_method(event.method, replace(current, requested=current.requested + 1))
+    return totals.with_method(
+        event.method, MethodTotals(current.requested + 1, current.succeeded, current.failed)
+    )
 
 
 def count_succeeded(totals: RunningTotals, event: Event) -> RunningTotals:
     current = totals.of(event.method)
-    return totals.with_method(event.method, replace(current, succeeded=current.succeeded + 1))
+    return totals.with_method(
+        event.method, MethodTotals(current.requested, current.succeeded + 1, current.failed)
+    )
 
 
 def count_failed(totals: RunningTotals, event: Event) -> RunningTotals:
     current = totals.of(event.method)
-    return totals.with_method(event.method, replace(current, failed=current.failed + 1))
+    return totals.with_method(
+        event.method, MethodTotals(current.requested, current.succeeded, current.failed + 1)
+    )
 
 
 CALCULATORS: Mapping[type[Event], Calculator] = MappingProxyType(

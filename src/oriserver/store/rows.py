@@ -10,6 +10,7 @@ from uuid import UUID
 from oriserver.domain.events import (
     EVENT_TYPES,
     CalculationFailed,
+    CalculationRequested,
     CalculationSucceeded,
     Event,
     FailureCode,
@@ -71,29 +72,38 @@ def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
+_METHODS = {method.value: method for method in Method}
+_CODES = {code.value: code for code in FailureCode}
+
+
 def from_row(row: Sequence[Any]) -> StoredEvent:
     """Rebuild a StoredEvent from (position, created_at, *COLUMNS)."""
     (position, created_at, event_id, calculation_id, event_type, method, first, last, base,
      result, status_code, error_message, client_ip, instance_id, trace_id, occurred_at) = row  # fmt: skip
-    common: dict[str, Any] = {
-        "event_id": _uuid(event_id),
-        "calculation_id": _uuid(calculation_id),
-        "method": Method(method),
-        "inputs": Inputs(first=first, last=last, base=base),
-        "client_ip": None if client_ip is None else str(client_ip),
-        "instance_id": instance_id,
-        "occurred_at": _time(occurred_at),
-        "trace_id": trace_id,
-    }
+    # Spelled out (no ** of a shared dict): this runs for every event the projection reads.
+    ids = (_uuid(event_id), _uuid(calculation_id))
+    inputs = Inputs(first=first, last=last, base=base)
+    ip = None if client_ip is None else str(client_ip)
+    at = _time(occurred_at)
     cls = EVENT_TYPES[event_type]
     event: Event
     if cls is CalculationSucceeded:
-        event = CalculationSucceeded(result=result, **common)
+        event = CalculationSucceeded(
+            event_id=ids[0], calculation_id=ids[1], method=_METHODS[method], inputs=inputs,
+            client_ip=ip, instance_id=instance_id, occurred_at=at, trace_id=trace_id, result=result,
+        )  # fmt: skip
     elif cls is CalculationFailed:
-        event = CalculationFailed(code=FailureCode(status_code), message=error_message, **common)
+        event = CalculationFailed(
+            event_id=ids[0], calculation_id=ids[1], method=_METHODS[method], inputs=inputs,
+            client_ip=ip, instance_id=instance_id, occurred_at=at, trace_id=trace_id,
+            code=_CODES[status_code], message=error_message,
+        )  # fmt: skip
     else:
-        event = cls(**common)
-    return StoredEvent(position=int(position), created_at=_time(created_at), event=event)
+        event = CalculationRequested(
+            event_id=ids[0], calculation_id=ids[1], method=_METHODS[method], inputs=inputs,
+            client_ip=ip, instance_id=instance_id, occurred_at=at, trace_id=trace_id,
+        )  # fmt: skip
+    return StoredEvent(int(position), _time(created_at), event)
 
 
 # -- the wire format between a server process and its event host process ------------------
