@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from oriserver.config.settings import Settings
 from oriserver.event_system import EventSystem, build_event_system
+from oriserver.rpc.access_log import AccessLog
 from oriserver.rpc.events_api import EventsServicer
 from oriserver.rpc.mathhelper import MathHelperServicer
 from oriserver.rpc.observe import ObservingWrapper, RpcObserver
@@ -64,6 +66,7 @@ class Application:
     sampler: Sampler | None = None
     metrics_server: MetricsServer | None = None
     tracer: RpcTracer | None = None
+    access_log: AccessLog | None = None
     stopping: bool = field(default=False)
     lost_events: int = 0
 
@@ -72,6 +75,8 @@ class Application:
         return self.built.port
 
     async def start(self) -> None:
+        if self.access_log is not None:
+            self.access_log.start()
         if self.events is not None:
             self.events.start()
         if self.sampler is not None:
@@ -106,6 +111,8 @@ class Application:
             await asyncio.to_thread(self.metrics_server.stop)
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.shutdown)
+        if self.access_log is not None:
+            await self.access_log.stop()
         return self.lost_events
 
 
@@ -114,7 +121,8 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     runtime = runtime or Runtime(metrics="local" if settings.metrics_port else "off")
     registry = process_registry() if runtime.metrics == "local" else None
     metrics = Metrics(registry) if runtime.metrics != "off" else None
-    observer = RpcObserver(settings.log_rpcs, metrics)
+    access_log = _access_log(settings)
+    observer = RpcObserver(access_log, metrics)
     observing = ObservingWrapper(observer)
     tracer = _tracer(settings)
     wrappers: list[HandlerWrapper] = [observing]
@@ -144,6 +152,7 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
     built = create_server(parts, settings.bind_address, settings.transport.tls)
     holder.append(built)
     app = Application(settings, built, recorder, observing, events, tracer=tracer)
+    app.access_log = access_log
     if metrics is not None:
         app.sampler = Sampler(metrics, _sources(observer, events, events_api))
     if registry is not None:
@@ -151,6 +160,13 @@ def build_application(settings: Settings, runtime: Runtime | None = None) -> App
             settings.metrics_listen_host, settings.metrics_port, registry
         )
     return app
+
+
+def _access_log(settings: Settings) -> AccessLog | None:
+    """The per-RPC lines go to stdout like every log, unless switched off or below the level."""
+    if not settings.log_rpcs or not logging.getLogger("oriserver.rpc").isEnabledFor(logging.INFO):
+        return None
+    return AccessLog(sys.stdout, settings.log_format)
 
 
 def _tracer(settings: Settings) -> RpcTracer | None:

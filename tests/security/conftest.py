@@ -82,6 +82,20 @@ def rpc_lines(server: ServerProcess) -> list[dict[str, Any]]:
     return lines
 
 
+def settled_rpc_count(server: ServerProcess) -> int:
+    """How many per-RPC lines the log holds once earlier calls' lines are written.
+
+    The server writes these lines in batches every 100 ms, so a line can appear a
+    moment after its call returned."""
+    count = len(rpc_lines(server))
+    while True:
+        time.sleep(0.3)
+        now = len(rpc_lines(server))
+        if now == count:
+            return count
+        count = now
+
+
 def wait_for_rpc_lines(
     server: ServerProcess, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
 ) -> list[dict[str, Any]]:

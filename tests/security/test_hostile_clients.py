@@ -18,7 +18,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.security.conftest import assert_healthy, rpc_lines, wait_for_rpc_lines
+from tests.security.conftest import assert_healthy, settled_rpc_count, wait_for_rpc_lines
 from tests.security.rawh2 import (
     DATA,
     END_HEADERS,
@@ -80,7 +80,7 @@ def test_many_small_headers_over_the_limit_get_resource_exhausted(server: Server
 def test_calls_whose_deadline_expires_fail_at_the_client_and_leave_the_server_well(
     logged_server: ServerProcess,
 ) -> None:
-    before = len(rpc_lines(logged_server))
+    before = settled_rpc_count(logged_server)
     with grpc.insecure_channel(logged_server.target) as channel:
         summation = channel.unary_unary(SUMMATION)
         codes: Counter[str] = Counter()
@@ -132,7 +132,7 @@ def _watch_endings(server: ServerProcess, before: int, count: int) -> list[str]:
 def test_a_client_killed_mid_stream_has_its_calls_cancelled_on_the_server(
     logged_server: ServerProcess,
 ) -> None:
-    before = len(rpc_lines(logged_server))
+    before = settled_rpc_count(logged_server)
     client = subprocess.Popen(
         [sys.executable, "-c", VANISHING_CLIENT, logged_server.target],
         stdin=subprocess.PIPE,
@@ -155,7 +155,7 @@ def test_a_client_killed_mid_stream_has_its_calls_cancelled_on_the_server(
 def test_a_channel_closed_with_calls_in_flight_leaves_the_server_well(
     logged_server: ServerProcess,
 ) -> None:
-    before = len(rpc_lines(logged_server))
+    before = settled_rpc_count(logged_server)
     channel = grpc.insecure_channel(logged_server.target)
     stub = health_pb2_grpc.HealthStub(channel)
     watches = [stub.Watch(health_pb2.HealthCheckRequest()) for _ in range(5)]

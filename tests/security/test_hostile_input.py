@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from oriserver._generated import mathhelper_pb2 as pb
-from tests.security.conftest import assert_healthy, rpc_lines, wait_for_rpc_lines
+from tests.security.conftest import assert_healthy, settled_rpc_count, wait_for_rpc_lines
 from tests.security.corpus import SEEDS
 from tests.security.oracle import (
     FACTORIAL,
@@ -128,7 +128,7 @@ def test_every_seed_gets_exactly_the_expected_status(
     method: str, hostile_server: ServerProcess
 ) -> None:
     outcomes = Outcomes()
-    before = len(rpc_lines(hostile_server))
+    before = settled_rpc_count(hostile_server)
     events_before = settled_event_counts(hostile_server)
     with grpc.insecure_channel(hostile_server.target) as channel:
         call = channel.unary_unary(method)
@@ -147,7 +147,7 @@ def test_random_bodies_get_exactly_the_expected_status(
     method: str, hostile_server: ServerProcess
 ) -> None:
     outcomes = Outcomes()
-    before = len(rpc_lines(hostile_server))
+    before = settled_rpc_count(hostile_server)
     events_before = settled_event_counts(hostile_server)
     with grpc.insecure_channel(hostile_server.target) as channel:
         call = channel.unary_unary(method)

@@ -2,8 +2,7 @@
 
 A handler wrapper (see wrapping.py), so every service (MathHelper, the events
 API, health and reflection) is covered the same way for one coroutine frame per
-call. The log line skips the logging module's search for the caller's source
-line, which no formatter here prints and which was most of the line's cost.
+call. The lines themselves are written by access_log.py.
 
 Server-streaming calls (health Watch, SubscribeEvents) would otherwise hold a
 graceful stop for its whole grace period; ``close_streams`` ends them with
@@ -17,10 +16,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote
 
 import grpc
 
+from oriserver.rpc.access_log import AccessLog
 from oriserver.rpc.wrapping import Behavior, Deserializer, responses
 from oriserver.telemetry.metrics import Metrics
 from oriserver.telemetry.trace_context import current_trace_id
@@ -31,8 +30,8 @@ log = logging.getLogger("oriserver.rpc")
 class RpcObserver:
     """Told when each RPC starts and ends; counts calls in flight, feeds metrics, logs."""
 
-    def __init__(self, log_rpcs: bool, metrics: Metrics | None = None) -> None:
-        self._log_rpcs = log_rpcs and log.isEnabledFor(logging.INFO)
+    def __init__(self, access_log: AccessLog | None, metrics: Metrics | None = None) -> None:
+        self._access_log = access_log
         self._metrics = metrics
         self.in_flight: dict[str, int] = {}
 
@@ -43,16 +42,8 @@ class RpcObserver:
         self.in_flight[method] -= 1
         if self._metrics is not None:
             self._metrics.rpc_finished(method, code.name, seconds)
-        if self._log_rpcs:
-            line = {
-                "method": method,
-                "peer": unquote(peer),
-                "code": code.name,
-                "duration_ms": round(seconds * 1000, 3),
-            }
-            if (trace_id := current_trace_id.get()) is not None:
-                line["trace_id"] = trace_id
-            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "rpc", (), None, extra=line))
+        if self._access_log is not None:
+            self._access_log.add(method, peer, code.name, seconds, current_trace_id.get())
 
 
 def _code_of(

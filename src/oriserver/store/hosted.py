@@ -41,6 +41,11 @@ class HostedStore:
         self._connection: Connection | None = None
         self._starts = 0
 
+    @property
+    def pid(self) -> int | None:
+        """The host process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         """Start the host and wait until it is ready (a database outage does not delay this)."""
         with self._lock, contextlib.suppress(StoreUnavailable):  # the next call retries
