@@ -120,7 +120,7 @@ def test_a_database_outage_mid_run_and_its_recovery(
             assert time.monotonic() < deadline, "the events service never recovered"
             time.sleep(0.1)
         recovered_at = len(load.outcomes)
-        load.wait_for(recovered_at + 100)
+        load.wait_for_ok_since(recovered_at, 100)  # served again after recovery
         server.signal(signal.SIGTERM)
         assert server.wait(60) == 0, server.logs()
         load.stop()
@@ -131,7 +131,6 @@ def test_a_database_outage_mid_run_and_its_recovery(
     else:
         assert codes_during["UNAVAILABLE"] > 0  # refused rather than answered unrecorded
         assert load.answered() <= stored.answered
-        assert load.codes()["OK"] > 250  # and served again after recovery
     assert stored.unpaired() == set()
     assert stored.duplicated() == set()
     assert stored.event_ids_unique

@@ -62,6 +62,19 @@ class Load:
                 raise TimeoutError(f"only {len(self.outcomes)} calls completed")
             time.sleep(0.01)
 
+    def wait_for_ok_since(self, completed: int, oks: int, timeout: float = 30) -> None:
+        """Wait until `oks` calls that completed after the first `completed` ones succeeded."""
+        deadline = time.monotonic() + timeout
+        while self.codes_since(completed)["OK"] < oks:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.codes_since(completed)} since call {completed}")
+            time.sleep(0.01)
+
+    def codes_since(self, completed: int) -> Counter[str]:
+        """Outcome codes of the calls that completed after the first `completed` ones."""
+        with self._lock:
+            return Counter(itertools.islice(self.outcomes.values(), completed, None))
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
