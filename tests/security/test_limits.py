@@ -272,4 +272,4 @@ def test_a_stream_outliving_max_age_is_ended_after_the_grace_period(
             for _ in watch:
                 pass
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert 1.5 < time.monotonic() - start < 4  # age (1 s, +-10% jitter) plus grace (1 s)
+    assert 1.5 < time.monotonic() - start < 8  # age (1 s, +-10% jitter) plus grace (1 s)
