@@ -7,11 +7,14 @@ import time
 
 import pytest
 
+from oriserver.config.database import DatabaseUrl
 from oriserver.errors import RecordingUnavailable
 from oriserver.recording.writer import BatchingWriter
 from oriserver.store.factory import open_store
 from oriserver.store.memory import InMemoryEventStore
+from tests.support import postgres
 from tests.support.events import calculation
+from tests.support.faultproxy import fault_proxy
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -47,6 +50,28 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
     wait_until(lambda: store.head() == 10, timeout=5)
     assert writer.stats.last_batch_size == 10
     writer.stop(5)
+
+
+@pytest.mark.postgres
+def test_async_calls_gather_into_batches_instead_of_one_write_each(
+    clean_postgres: DatabaseUrl,
+) -> None:
+    # Every database round trip takes a few ms more, so calls keep arriving during each write.
+    with fault_proxy(postgres.proxy_target(clean_postgres.url)) as proxy:
+        proxy.delay(0.002)
+        store = open_store(DatabaseUrl.parse(postgres.proxied(clean_postgres.url, proxy.port)))
+        writer = writer_for(store, batch=10_000, capacity=10_000, interval=0.25)
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:  # a steady trickle, far below one batch
+            writer.submit(*calculation())
+            time.sleep(0.002)
+        submitted = writer.stats.appended + writer.buffered
+        writer.stop(10)
+        assert store.head() == submitted
+        store.close()
+    # One write per interval (plus the last one at stop), not one per database round trip.
+    assert writer.stats.flushes <= 6, writer.stats.flushes
+    assert submitted > 100
 
 
 def test_both_events_of_a_calculation_are_always_in_the_same_batch() -> None:

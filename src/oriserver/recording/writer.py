@@ -165,19 +165,29 @@ class BatchingWriter:
 
     # -- the writer thread -------------------------------------------------
     def _run(self) -> None:
+        next_flush = time.monotonic() + self._flush_interval_s
         while True:
-            if not self._buffer:
-                if self._stopping:
-                    return
-                self._wake.wait(self._flush_interval_s)
+            if self._stopping and not self._buffer:
+                return
+            if not self._stopping and not self._due(next_flush):
+                self._wake.wait(max(0.0, next_flush - time.monotonic()))
                 self._wake.clear()
-                if not self._buffer:
-                    if not self.stats.available:
-                        self._probe()
-                    continue
-            self._write_one_batch()
+                continue  # look again: the wait ended early, or the batch is now due
+            next_flush = time.monotonic() + self._flush_interval_s
+            if self._buffer:
+                self._write_one_batch()
+            elif not self.stats.available:
+                self._probe()
             if self._stopping and time.monotonic() > self._deadline and self._buffer:
                 return
+
+    def _due(self, next_flush: float) -> bool:
+        """Whether to write now. Async: a full batch, or the flush interval is over (so events
+        gather into batches instead of going one round trip at a time). Sync: anything waiting
+        (group commit: what arrived during the last write goes in the next transaction)."""
+        if self._sync and self._buffer:
+            return True
+        return len(self._buffer) >= self._pairs_per_batch or time.monotonic() >= next_flush
 
     def _write_one_batch(self) -> None:
         entries = list(islice(self._buffer, self._pairs_per_batch))
