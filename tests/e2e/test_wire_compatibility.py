@@ -12,24 +12,14 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.strategies import INT64_MAX, INT64_MIN
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 negatives are ten-byte two's complement varints
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+from tests.support.protowire import UINT64_MASK, read_varint, varint
 
 
 def _encode(fields: dict[int, int]) -> bytes:
     return b"".join(
-        _varint(number << 3) + _varint(value) for number, value in fields.items() if value
+        varint(number << 3) + varint(value & UINT64_MASK)  # int64 negatives: ten bytes
+        for number, value in fields.items()
+        if value
     )
 
 
@@ -37,22 +27,11 @@ def _decode(data: bytes) -> dict[int, int]:
     fields: dict[int, int] = {}
     i = 0
     while i < len(data):
-        key, i = _read_varint(data, i)
+        key, i = read_varint(data, i)
         assert key & 7 == 0, "every field of the legacy messages is a varint"
-        value, i = _read_varint(data, i)
+        value, i = read_varint(data, i)
         fields[key >> 3] = value - (1 << 64) if value >= 1 << 63 else value
     return fields
-
-
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = data[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, i
 
 
 def _raw(channel: grpc.Channel, path: str, payload: bytes) -> bytes:

@@ -6,17 +6,7 @@ so a regression on a known-nasty input cannot hide behind a lucky random draw.
 
 from __future__ import annotations
 
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+from tests.support.protowire import UINT64_MASK, varint
 
 
 def tag(field: int, wire_type: int) -> bytes:
@@ -27,7 +17,7 @@ INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 
 
 def int64(field: int, value: int) -> bytes:
-    return tag(field, 0) + varint(value & 0xFFFFFFFFFFFFFFFF)
+    return tag(field, 0) + varint(value & UINT64_MASK)
 
 
 SEEDS: dict[str, bytes] = {

@@ -12,7 +12,8 @@ import random
 
 from hypothesis import strategies as st
 
-from tests.security.corpus import SEEDS, tag, varint
+from tests.security.corpus import SEEDS, tag
+from tests.support.protowire import varint
 
 SEED_BODIES = [body[:2048] for body in SEEDS.values()]  # long seeds run whole in the corpus test
 EDGE_VALUES = [0, 1, 2, 20, 21, 127, 128, 2**31 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1]
