@@ -141,8 +141,15 @@ class RawConnection:
         stream = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
         return Frame(header[3], header[4], stream, self._exact(length))
 
-    def wait_for(self, wanted: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
-        """Read frames until one matches; every frame read is kept in ``seen``."""
+    def wait_for(
+        self, wanted: Callable[[Frame], bool], timeout: float = 5.0, *, seen_too: bool = False
+    ) -> Frame:
+        """Read frames until one matches; every frame read is kept in ``seen``. With
+        ``seen_too``, a matching frame read earlier (while waiting for another) counts."""
+        if seen_too:
+            for frame in self.seen:
+                if wanted(frame):
+                    return frame
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
