@@ -123,9 +123,3 @@ def to_wire(event: Event) -> Wire:
 def row_from_wire(wire: Sequence[Any]) -> Row:
     """The to_row() tuple of the event a to_wire tuple came from."""
     return (UUID(bytes=wire[0]), UUID(bytes=wire[1]), *wire[2:13], _EPOCH + wire[13] * _MICROSECOND)
-
-
-def from_wire(wire: Sequence[Any]) -> Event:
-    """The event a to_wire tuple came from."""
-    row = row_from_wire(wire)
-    return from_row((0, row[13], *row)).event

@@ -7,14 +7,15 @@ events of the call see the trace id through ``current_trace_id``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 
 from oriserver.rpc.wrapping import Behavior, Deserializer, responses
 from oriserver.telemetry.trace_context import current_trace_id
-from oriserver.telemetry.tracing import RpcTracer, SpanHandle
+from oriserver.telemetry.tracing import RpcTracer
 
 
 def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
@@ -33,22 +34,25 @@ class TracingWrapper:
     def wrap_deserializer(self, deserializer: Deserializer) -> Deserializer:
         return deserializer
 
-    def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> SpanHandle:
-        return self._tracer.begin(method, context.invocation_metadata(), context.peer())
+    @contextlib.contextmanager
+    def _span(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+        """The call's span, current (with its trace id) while the handler runs."""
+        span = self._tracer.begin(method, context.invocation_metadata(), context.peer())
+        token = current_trace_id.set(span.trace_id)
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            span.end(_code(context, error))
+            current_trace_id.reset(token)
 
     def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
         async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            span = self._begin(method, context)
-            token = current_trace_id.set(span.trace_id)
-            error: BaseException | None = None
-            try:
+            with self._span(method, context):
                 return await behavior(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                span.end(_code(context, error))
-                current_trace_id.reset(token)
 
         return traced
 
@@ -56,17 +60,8 @@ class TracingWrapper:
         async def traced(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            span = self._begin(method, context)
-            token = current_trace_id.set(span.trace_id)
-            error: BaseException | None = None
-            try:
+            with self._span(method, context):
                 async for response in responses(behavior(request, context)):
                     yield response
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                span.end(_code(context, error))
-                current_trace_id.reset(token)
 
         return traced
