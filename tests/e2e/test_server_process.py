@@ -132,6 +132,20 @@ def test_sigterm_turns_health_not_serving_then_exits_zero(tmp_path: Path) -> Non
     ]
 
 
+def test_sigterm_while_starting_up_is_a_graceful_stop(tmp_path: Path) -> None:
+    """A pod can be stopped while its server is still starting (e.g. a restarted worker):
+    the signal is kept until the server is up, then honoured like any other (exit 0)."""
+    server = start_server_process(tmp_path, {}, wait=False)
+    # "event store ready" is logged before the event host is started and the port served.
+    _wait_for(lambda: "event store ready" in server.logs())
+    server.signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, server.logs()
+    messages = [
+        json.loads(line)["message"] for line in server.logs().splitlines() if line[:1] == "{"
+    ]
+    assert messages.index("serving") < messages.index("shutting down") < messages.index("stopped")
+
+
 def test_calls_in_flight_at_sigterm_are_answered(tmp_path: Path) -> None:
     server = start_server_process(tmp_path, {"ORI_SHUTDOWN_GRACE_SECONDS": "5"})
     outcomes: list[str] = []

@@ -82,7 +82,10 @@ class Supervisor:
         # otherwise the supervisor's handler, inherited by the child, could run there.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            self._start(index)
+            # Looked at with the signals blocked: a stop that began after a crash was
+            # reaped must not be followed by a new worker that nobody would tell to stop.
+            if not self._stopping:
+                self._start(index)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 

@@ -131,7 +131,11 @@ def host_main(connection: Connection) -> None:
             if request[0] == "stop":
                 break
             stats = HostStats(projection.stats, reactor.stats if reactor else None)
-            connection.send(_handle(store, request, stats))
+            reply = _handle(store, request, stats)
+            try:
+                connection.send(reply)
+            except OSError:
+                break  # the server process died while we worked; nobody is waiting
     finally:
         for worker in workers:
             worker.stop()
