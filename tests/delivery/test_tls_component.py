@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from oriserver.config import load_settings
 from tests.delivery.test_kubernetes import KUBERNETES_VERSIONS
@@ -26,7 +25,7 @@ from tests.delivery.tools import (
     find_tool,
     one,
     render_overlay,
-    schema_problems,
+    rendered_schema_problems,
 )
 from tests.security.pki import Authority
 from tests.support.servers import ServerThread, running_server
@@ -49,9 +48,7 @@ def server_container(docs: Docs) -> dict[str, Any]:
 def test_the_overlay_passes_strict_schema_validation(
     tls_overlay: Docs, tmp_path: Path, version: str | None
 ) -> None:
-    manifest = tmp_path / "prod-tls.yaml"
-    manifest.write_text(yaml.safe_dump_all(tls_overlay))
-    assert schema_problems(manifest, version) == []
+    assert rendered_schema_problems(tls_overlay, tmp_path, version) == []
 
 
 def test_it_changes_only_the_server_pods_and_the_ingress_backend_protocol(
@@ -156,21 +153,25 @@ def tls_env(docs: Docs, secrets: Path) -> dict[str, str]:
     return {k: v.replace(MOUNT, str(secrets)) for k, v in env.items() if k.startswith("ORI_TLS_")}
 
 
-def test_the_probes_pass_against_the_pod_serving_tls(tls_overlay: Docs, tmp_path: Path) -> None:
+def probe_results(
+    docs: Docs, tmp_path: Path, *, names: tuple[str, ...], server_tls: bool
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run the probes against a server whose certificate carries these DNS names."""
     authority = Authority.create("cluster", tmp_path / "ca")
-    secrets = secret_dir(tmp_path / "secret", authority, dns=("oriserver",))
-    with serve(tmp_path, tls_env(tls_overlay, secrets)) as server:
-        results = run_probes(tls_overlay, secrets, server.port)
+    secrets = secret_dir(tmp_path / "secret", authority, dns=names)
+    with serve(tmp_path, tls_env(docs, secrets) if server_tls else {}) as server:
+        return run_probes(docs, secrets, server.port)
+
+
+def test_the_probes_pass_against_the_pod_serving_tls(tls_overlay: Docs, tmp_path: Path) -> None:
+    results = probe_results(tls_overlay, tmp_path, names=("oriserver",), server_tls=True)
     for name, result in results.items():
         assert result.returncode == 0, (name, result.stdout, result.stderr)
         assert result.stdout.strip() == "SERVING", name
 
 
 def test_the_probes_fail_against_a_plaintext_server(tls_overlay: Docs, tmp_path: Path) -> None:
-    authority = Authority.create("cluster", tmp_path / "ca")
-    secrets = secret_dir(tmp_path / "secret", authority, dns=("oriserver",))
-    with serve(tmp_path, {}) as server:
-        results = run_probes(tls_overlay, secrets, server.port)
+    results = probe_results(tls_overlay, tmp_path, names=("oriserver",), server_tls=False)
     for name, result in results.items():
         assert result.returncode == 1, (name, result.stdout, result.stderr)
         assert "UNAVAILABLE" in result.stderr, name
@@ -179,9 +180,7 @@ def test_the_probes_fail_against_a_plaintext_server(tls_overlay: Docs, tmp_path:
 def test_the_probes_fail_when_the_certificate_does_not_name_oriserver(
     tls_overlay: Docs, tmp_path: Path
 ) -> None:
-    authority = Authority.create("cluster", tmp_path / "ca")
-    secrets = secret_dir(tmp_path / "secret", authority, dns=("something-else",))
-    with serve(tmp_path, tls_env(tls_overlay, secrets)) as server:
-        results = run_probes(tls_overlay, secrets, server.port)
+    results = probe_results(tls_overlay, tmp_path, names=("something-else",), server_tls=True)
     for name, result in results.items():
         assert result.returncode == 1, (name, result.stdout, result.stderr)
+        assert "Hostname Verification" in result.stderr, name

@@ -22,7 +22,7 @@ from tests.delivery.tools import (
     labels_match,
     one,
     render_overlay,
-    schema_problems,
+    rendered_schema_problems,
 )
 
 Docs = list[dict[str, Any]]
@@ -48,9 +48,7 @@ def with_webhook(tmp_path_factory: pytest.TempPathFactory) -> Docs:
 def test_prod_with_the_component_passes_strict_schema_validation(
     with_webhook: Docs, tmp_path: Path, version: str | None
 ) -> None:
-    manifest = tmp_path / "prod-webhook.yaml"
-    manifest.write_text(yaml.safe_dump_all(with_webhook))
-    assert schema_problems(manifest, version) == []
+    assert rendered_schema_problems(with_webhook, tmp_path, version) == []
 
 
 def test_it_adds_one_policy_and_changes_nothing_else(

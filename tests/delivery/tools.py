@@ -108,6 +108,15 @@ def schema_problems(manifest: Path, kubernetes_version: str | None) -> list[str]
     return problems
 
 
+def rendered_schema_problems(
+    docs: Sequence[dict[str, Any]], folder: Path, kubernetes_version: str | None
+) -> list[str]:
+    """schema_problems() for documents already rendered (written to folder first)."""
+    manifest = folder / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    return schema_problems(manifest, kubernetes_version)
+
+
 def by_kind(docs: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["kind"] == kind]
 
