@@ -58,6 +58,13 @@ def _make_imports_relative(text: str, module_dirs: dict[str, int], own_depth: in
     )
 
 
+def _plugin(name: str) -> str | None:
+    """A protoc plugin from this interpreter's environment, even when it is not on PATH
+    (``.venv/bin/python scripts/gen_protos.py`` without activating the venv)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
 def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> None:
     """Write every generated module for the protos under proto_dir into out_dir."""
     from grpc_tools import protoc  # dev dependency, imported only when generating
@@ -66,8 +73,8 @@ def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> None:
     include = Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as raw:
         raw_dir = Path(raw)
-        mypy_plugin = shutil.which("protoc-gen-mypy")
-        mypy_grpc_plugin = shutil.which("protoc-gen-mypy_grpc")
+        mypy_plugin = _plugin("protoc-gen-mypy")
+        mypy_grpc_plugin = _plugin("protoc-gen-mypy_grpc")
         if mypy_plugin is None or mypy_grpc_plugin is None:
             raise SystemExit("gen_protos: mypy-protobuf is not installed (pip install -e .[dev])")
         args = [
