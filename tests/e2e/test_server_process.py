@@ -140,9 +140,7 @@ def test_sigterm_while_starting_up_is_a_graceful_stop(tmp_path: Path) -> None:
     _wait_for(lambda: "event store ready" in server.logs())
     server.signal(signal.SIGTERM)
     assert server.wait(timeout=60) == 0, server.logs()
-    messages = [
-        json.loads(line)["message"] for line in server.logs().splitlines() if line[:1] == "{"
-    ]
+    messages = [record["message"] for record in server.records()]
     assert messages.index("serving") < messages.index("shutting down") < messages.index("stopped")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -97,10 +96,7 @@ def test_each_rpc_gets_a_span_whose_trace_id_is_in_the_log_and_the_events(
     factorial_trace = spans["MathHelper/Factorial"].trace_id.hex()
     assert summation_trace == caller_trace  # the caller's trace is continued
     assert spans["MathHelper/Summation"].kind == 2  # SPAN_KIND_SERVER
-    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-    logged = {
-        line["method"]: line.get("trace_id") for line in lines if line.get("message") == "rpc"
-    }
+    logged = {line["method"]: line.get("trace_id") for line in server.records("rpc")}
     assert logged["/MathHelper/Summation"] == summation_trace
     assert logged["/MathHelper/Factorial"] == factorial_trace
     stored = dict(

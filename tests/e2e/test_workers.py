@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from tests.e2e.test_metrics import make_calls
 from tests.support.event_table import stored_calls
 from tests.support.load import Load
 from tests.support.metrics import scrape, value, wait_for_value
-from tests.support.servers import ServerProcess, free_port, start_server_process
+from tests.support.servers import free_port, start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +33,6 @@ def wait_for(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.1)
-
-
-def log_records(server: ServerProcess, message: str, **fields: object) -> list[dict[str, object]]:
-    """The server's JSON log records with this message and these field values."""
-    records = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-    return [
-        r
-        for r in records
-        if r["message"] == message and all(r.get(k) == v for k, v in fields.items())
-    ]
 
 
 def serving(target: str) -> bool:
@@ -126,9 +115,9 @@ def test_a_crashed_worker_is_restarted_and_counted(tmp_path: Path) -> None:
         wait_for(lambda: serving(server.target))
         assert wait_for_value(metrics_port, "ori_worker_restarts_total", 1) == 1
         # The replacement takes the crashed worker's place: it too comes up and serves.
-        wait_for(lambda: len(log_records(server, "serving", instance_id="pod/w0")) == 2)
+        wait_for(lambda: len(server.records("serving", instance_id="pod/w0")) == 2)
         make_calls(server.target, ok=5, failing=0)
-        assert log_records(server, "worker exited unexpectedly", pid=victim.pid)
+        assert server.records("worker exited unexpectedly", pid=victim.pid)
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait(60) == 0, server.logs()

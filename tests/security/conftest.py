@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -73,13 +72,7 @@ def assert_healthy(target: str) -> None:
 
 def rpc_lines(server: ServerProcess) -> list[dict[str, Any]]:
     """The server's per-RPC log lines (JSON on stdout), oldest first."""
-    lines = []
-    for line in server.logs().splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record.get("message") == "rpc":
-                lines.append(record)
-    return lines
+    return server.records("rpc")
 
 
 def settled_rpc_count(server: ServerProcess) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -125,6 +127,16 @@ class ServerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text()
+
+    def records(self, message: str | None = None, **fields: object) -> list[dict[str, Any]]:
+        """The JSON log records, oldest first; only those with this message and these
+        field values when given."""
+        records = [json.loads(line) for line in self.logs().splitlines() if line.startswith("{")]
+        return [
+            r
+            for r in records
+            if message in (None, r.get("message")) and all(r.get(k) == v for k, v in fields.items())
+        ]
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)

@@ -4,8 +4,9 @@ Certificates are rotated without a restart: grpc asks ``CertificateFiles.fetch``
 before each new connection's handshake (grpc.dynamic_ssl_server_credentials), and
 it re-reads the files only when one of them changed (a stat per connection). A
 renewal that cannot be used (a half-written file, a key that does not match) is
-logged and the previous certificate stays in use until the files change again. Connections already open keep the certificate they began with.
-Written here because grpc provides the hook but not the file watching.
+logged and the previous certificate stays in use until the files change again.
+Connections already open keep the certificate they began with. Written here
+because grpc provides the hook but not the file watching.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import grpc
@@ -55,16 +55,13 @@ class CertificateFiles:
         if tls.cert_file is None or tls.key_file is None:
             raise ValueError("TLS is not configured")
         self._cert, self._key, self._client_ca = tls.cert_file, tls.key_file, tls.client_ca_file
+        self._paths = tuple(p for p in (self._cert, self._key, self._client_ca) if p is not None)
         self._lock = threading.Lock()  # grpc may call fetch from several threads
         self._warnings = RateLimit(60.0)
         self._signature = self._stat()
         self._rejected: Signature | None = None  # files found unusable; tried again once changed
         self._material = self._read()
         self.reloads = 0
-
-    @property
-    def _paths(self) -> list[Path]:
-        return [p for p in (self._cert, self._key, self._client_ca) if p is not None]
 
     def _stat(self) -> Signature:
         stats = [os.stat(path) for path in self._paths]  # follows a Secret volume's symlinks
