@@ -22,7 +22,7 @@ from oriserver.domain.events import CalculationRequested, CalculationSucceeded, 
 from oriserver.event_system import host_options
 from oriserver.recording.writer import BatchingWriter
 from oriserver.store import migrate
-from oriserver.store.base import Appender
+from oriserver.service.ports import Appender
 from oriserver.store.factory import open_store
 from oriserver.store.hosted import HostedStore
 

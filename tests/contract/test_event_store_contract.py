@@ -19,7 +19,7 @@ from oriserver.domain.events import (
 )
 from oriserver.domain.totals import MethodTotals, RunningTotals, fold
 from oriserver.errors import StoreError
-from oriserver.store.base import ReadFilter
+from oriserver.service.ports import ReadFilter
 from oriserver.store.factory import open_store
 from oriserver.store.memory import InMemoryEventStore
 from tests.strategies import INT64_MAX, INT64_MIN

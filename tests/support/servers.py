@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -10,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -20,44 +18,22 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from oriserver import event_loop
-from oriserver.app import Application, build_application
+from oriserver.bootstrap import ServerApp, build_server
 from oriserver.config import Settings
 
 
 class ServerThread:
-    """Runs build_application(settings) on its own event loop in a daemon thread."""
+    """A real server built by the composition root (build_server) in this process.
+
+    The name is historical: the server runs on its engine's own threads."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.loop = event_loop.new_event_loop()  # the loop production servers run on
-        self.app: Application | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-server", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            self.app = build_application(self.settings)
-            await self.app.start()
-
-        try:
-            self.loop.run_until_complete(start())
-        except BaseException as error:
-            self._error = error
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.close()
+        self.app: ServerApp | None = None
 
     def start(self) -> ServerThread:
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
+        self.app = build_server(self.settings)
+        self.app.start()
         return self
 
     @property
@@ -69,16 +45,11 @@ class ServerThread:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def call(self, coro_factory, timeout: float = 30):  # type: ignore[no-untyped-def]
-        """Run a coroutine on the server's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro_factory(), self.loop).result(timeout)
-
-    def stop(self, grace: float = 1.0) -> None:
-        if self.app is not None and self._thread.is_alive():
-            app = self.app
-            self.call(lambda: app.stop(grace), timeout=60)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(30)
+    def stop(self, grace: float = 1.0) -> int:
+        if self.app is None:
+            return 0
+        app, self.app = self.app, None
+        return app.stop(grace)
 
 
 @contextlib.contextmanager

@@ -7,11 +7,11 @@ configuration error. Users see one-line errors, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.logs import configure_logging
 
 if TYPE_CHECKING:
-    from oriserver.app import Runtime
+    from oriserver.bootstrap import Runtime
 
 log = logging.getLogger("oriserver")
 
@@ -90,40 +90,33 @@ def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
     A signal during start-up is remembered and honoured as soon as the server is up,
     so it too ends in a graceful stop instead of the default abrupt exit."""
     remember_stop_signals()
-    from oriserver import event_loop
-
-    return event_loop.run(_serve(settings, runtime))
-
-
-async def _serve(settings: Settings, runtime: Runtime | None) -> int:
-    from oriserver.app import build_application
+    from oriserver.bootstrap import build_server
     from oriserver.errors import StoreError
     from oriserver.rpc.server import BindError
     from oriserver.telemetry.exposition import MetricsBindError
 
     try:
-        app = build_application(settings, runtime)
+        app = build_server(settings, runtime)
     except (BindError, StoreError, MetricsBindError) as error:
         log.error("cannot start: %s", error)
         return EXIT_FAILURE
-    await app.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    if _early_stop:
+        stop.set()
+    app.start()
     log.info(
         "serving",
         extra={
             "address": f"{settings.listen_host}:{app.port}",
             "instance_id": settings.instance_id,
-            "metrics_port": app.metrics_server.port if app.metrics_server else None,
+            "engine": settings.serving.engine.value,
         },
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if _early_stop:
-        stop.set()
-    await stop.wait()
+    stop.wait()
     log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_s})
-    lost = await app.stop()
+    lost = app.stop()
     log.info("stopped", extra={"lost_events": lost})
     return EXIT_FAILURE if lost else EXIT_OK
 

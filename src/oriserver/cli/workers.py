@@ -176,7 +176,7 @@ def _worker_main(settings: Settings, index: int) -> None:
 
     remember_stop_signals()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    from oriserver.app import Runtime
+    from oriserver.bootstrap import Runtime
 
     metrics = "shared" if settings.metrics_port else "off"
     sys.exit(run_server(settings, Runtime(worker=index, metrics=metrics)))

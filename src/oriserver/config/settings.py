@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from oriserver.config.api import ApiSettings, load_api
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config.serving import ServingSettings, load_serving
 from oriserver.config.transport import TransportSettings, load_transport
 from oriserver.domain.watchlist import WatchList
 
@@ -177,6 +178,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
     # OpenTelemetry's own variables decide whether to trace: "" (off), "otlp" or "console".
     tracing_exporter: str = ""
     metrics_port: int = 9464
@@ -263,6 +265,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         transport=load_transport(env),
         tracing_exporter=_tracing_exporter(environ),
         api=load_api(env),
+        serving=load_serving(env),
         metrics_port=env.integer(METRICS_PORT, 0, 65535),
         metrics_listen_host=env.text(METRICS_HOST),
         workers=env.integer(WORKERS, 1, 64),

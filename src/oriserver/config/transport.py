@@ -101,9 +101,10 @@ class LimitSettings:
     max_connection_age_s: int = 600
     max_connection_age_grace_s: int = 30
 
-    def grpc_options(self) -> list[tuple[str, int]]:
-        """The channel arguments that enforce these limits on a grpc server."""
-        return [
+    def grpc_options(self, native: bool = False) -> list[tuple[str, int]]:
+        """The channel arguments that enforce these limits on a grpc server. The native
+        engine refuses the connection age and idle options (config/serving.py)."""
+        options = [
             ("grpc.max_receive_message_length", self.max_receive_message_bytes),
             ("grpc.max_send_message_length", self.max_send_message_bytes),
             # Soft and hard limit equal: grpc refuses requests between the two at
@@ -121,10 +122,14 @@ class LimitSettings:
             ("grpc.keepalive_permit_without_calls", 0),
             # grpc waits 120 s by default for a handshake that may never come.
             ("grpc.server_handshake_timeout_ms", self.handshake_timeout_s * 1000),
-            ("grpc.max_connection_idle_ms", self.max_connection_idle_s * 1000),
-            ("grpc.max_connection_age_ms", self.max_connection_age_s * 1000),
-            ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_s * 1000),
         ]
+        if not native:
+            options += [
+                ("grpc.max_connection_idle_ms", self.max_connection_idle_s * 1000),
+                ("grpc.max_connection_age_ms", self.max_connection_age_s * 1000),
+                ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_s * 1000),
+            ]
+        return options
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,28 +48,22 @@ class RunningTotals:
         return RunningTotals(MappingProxyType(updated))
 
 
-Calculator = Callable[[RunningTotals, Event], RunningTotals]
+# A calculator adds ``n`` events of its type to one method's counters. Counting (rather
+# than taking one event) lets the event host fold a batch it has just written from the
+# batch's per-type counts, without building an event object per row.
+Calculator = Callable[[MethodTotals, int], MethodTotals]
 
 
-def count_requested(totals: RunningTotals, event: Event) -> RunningTotals:
-    current = totals.of(event.method)
-    return totals.with_method(
-        event.method, MethodTotals(current.requested + 1, current.succeeded, current.failed)
-    )
+def count_requested(current: MethodTotals, n: int) -> MethodTotals:
+    return MethodTotals(current.requested + n, current.succeeded, current.failed)
 
 
-def count_succeeded(totals: RunningTotals, event: Event) -> RunningTotals:
-    current = totals.of(event.method)
-    return totals.with_method(
-        event.method, MethodTotals(current.requested, current.succeeded + 1, current.failed)
-    )
+def count_succeeded(current: MethodTotals, n: int) -> MethodTotals:
+    return MethodTotals(current.requested, current.succeeded + n, current.failed)
 
 
-def count_failed(totals: RunningTotals, event: Event) -> RunningTotals:
-    current = totals.of(event.method)
-    return totals.with_method(
-        event.method, MethodTotals(current.requested, current.succeeded, current.failed + 1)
-    )
+def count_failed(current: MethodTotals, n: int) -> MethodTotals:
+    return MethodTotals(current.requested, current.succeeded, current.failed + n)
 
 
 CALCULATORS: Mapping[type[Event], Calculator] = MappingProxyType(
@@ -83,11 +77,25 @@ CALCULATORS: Mapping[type[Event], Calculator] = MappingProxyType(
 
 def apply(totals: RunningTotals, event: Event) -> RunningTotals:
     """Apply one event with the calculator registered for its type."""
-    return CALCULATORS[type(event)](totals, event)
+    method = event.method
+    return totals.with_method(method, CALCULATORS[type(event)](totals.of(method), 1))
 
 
 def fold(totals: RunningTotals, events: Iterable[Event]) -> RunningTotals:
     """Apply events in log order; replaying the whole log from empty rebuilds the totals."""
+    counts: dict[tuple[type[Event], Method], int] = {}
     for event in events:
-        totals = apply(totals, event)
-    return totals
+        key = (type(event), event.method)
+        counts[key] = counts.get(key, 0) + 1
+    return fold_counts(totals, counts)
+
+
+def fold_counts(
+    totals: RunningTotals, counts: Mapping[tuple[type[Event], Method], int]
+) -> RunningTotals:
+    """Apply ``n`` events of each (type, method): the same result as folding them one by one,
+    because every calculator only adds to its own counter."""
+    by_method = dict(totals.by_method)
+    for (event_type, method), n in counts.items():
+        by_method[method] = CALCULATORS[event_type](by_method.get(method, MethodTotals()), n)
+    return RunningTotals(MappingProxyType(by_method))

@@ -12,21 +12,23 @@ enabling a watch list does not notify about the past.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from oriserver.domain.watchlist import WatchList, decide
 from oriserver.errors import StoreError
 from oriserver.reactors.webhook import Outcome, WebhookClient
 from oriserver.service.background import LeasedWorker
-from oriserver.store.base import EventStore
+from oriserver.service.ports import EventStore
 
 log = logging.getLogger("oriserver.reactors.watchlist")
 
 PAGE = 500
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReactorStats:
+    """A snapshot, replaced as the reactor works: safe to read from any thread."""
+
     notifications: int = 0
     deliveries: int = 0
     retries: int = 0
@@ -56,6 +58,9 @@ class WatchListReactor(LeasedWorker):
         self._webhook = webhook
         self.stats = ReactorStats()
 
+    def _count(self, counter: str) -> None:
+        self.stats = replace(self.stats, **{counter: getattr(self.stats, counter) + 1})
+
     def step(self) -> bool:
         checkpoint = self._store.load_checkpoint(self.name)
         if checkpoint is None:
@@ -69,21 +74,21 @@ class WatchListReactor(LeasedWorker):
                 self._store.save_checkpoint(self.name, stored.position)
         if events:
             self._store.save_checkpoint(self.name, events[-1].position)
-            self.stats.checkpoint = events[-1].position
+            self.stats = replace(self.stats, checkpoint=events[-1].position)
         return len(events) == PAGE
 
     def _notify(self, payload: dict[str, object], event_id: str) -> None:
         log.warning("watched address requested a calculation", extra={"notification": payload})
-        self.stats.notifications += 1
+        self._count("notifications")
         if self._webhook is None:
             return
         delivery = self._webhook.deliver(payload, event_id, self._before_retry)
         if delivery.outcome is Outcome.DELIVERED:
-            self.stats.deliveries += 1
+            self._count("deliveries")
             return
-        self.stats.failures += 1
+        self._count("failures")
         if delivery.outcome is Outcome.REJECTED:
-            self.stats.rejected += 1
+            self._count("rejected")
             log.error(
                 "webhook rejected a notification; dead-lettered here",
                 extra={"detail": delivery.detail, "notification": payload},
@@ -94,6 +99,6 @@ class WatchListReactor(LeasedWorker):
         )
 
     def _before_retry(self, attempt: int, reason: str) -> bool:
-        self.stats.retries += 1
+        self._count("retries")
         log.info("webhook attempt failed; retrying", extra={"attempt": attempt, "reason": reason})
         return not self.stopping and self.renew_lease()

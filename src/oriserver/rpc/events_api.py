@@ -1,9 +1,19 @@
-"""The ori.events.v1 servicer: totals, paged history and live subscriptions, read-only."""
+"""The ori.events.v1 servicer: totals, paged history and live subscriptions, read-only.
+
+Readers must not starve callers. Reading a page and turning it into messages is
+CPU work under the GIL, so it is done in chunks and by one reader at a time
+(``ReadPermit``): a hundred subscribers catching up from position 0 then take
+turns on one thread's worth of CPU, and calculations still get theirs. Sending
+happens outside the permit, so a slow client never holds it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import grpc
 
@@ -12,105 +22,179 @@ from oriserver._generated.ori.events.v1 import events_pb2_grpc as pb_grpc
 from oriserver.config.api import ApiSettings
 from oriserver.errors import StoreError
 from oriserver.rpc import event_mapping
+from oriserver.rpc.engines import CallEnder
 from oriserver.rpc.status import status_for
 from oriserver.service.log_watcher import LogWatcher
-from oriserver.store.base import EventStore, ReadFilter
+from oriserver.service.ports import EventLog, ReadFilter, TotalsStore
 
-Context = grpc.aio.ServicerContext[Any, Any]
-SUBSCRIBE_PAGE = 500
+CHUNK = 100  # events read and converted per turn of the read permit
+IDLE_WAIT_S = 1.0  # a caught-up subscription looks at its call this often
 
 
-async def _filter(method: Any, event_type: Any, context: Context) -> ReadFilter:
+class EventReader(EventLog, TotalsStore, Protocol):
+    """What the servicer reads: the log and the totals."""
+
+
+def _filter(
+    request: pb.ListEventsRequest | pb.SubscribeEventsRequest, context: grpc.ServicerContext
+) -> ReadFilter:
     try:
         return ReadFilter(
-            event_mapping.method_filter(method), event_mapping.type_filter(event_type)
+            event_mapping.method_filter(request.method), event_mapping.type_filter(request.type)
         )
     except ValueError as error:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+class _SlowSubscribers:
+    """Ends subscriptions whose client has accepted nothing for ``timeout_s``."""
+
+    def __init__(self, timeout_s: float, end_call: CallEnder) -> None:
+        self._timeout_s = timeout_s
+        self._end_call = end_call
+        self._lock = threading.Lock()
+        self._sending: dict[int, tuple[grpc.ServicerContext, float, int]] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def sending(self, context: grpc.ServicerContext, position: int) -> None:
+        with self._lock:
+            self._sending[id(context)] = (context, time.monotonic(), position)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="slow-subscribers", daemon=True
+                )
+                self._thread.start()
+
+    def sent(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self._sending.pop(id(context), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(0.25, self._timeout_s / 4)):
+            now = time.monotonic()
+            with self._lock:
+                stalled = [v for v in self._sending.values() if now - v[1] > self._timeout_s]
+                for context, _, _ in stalled:
+                    self._sending.pop(id(context), None)
+            for context, _, position in stalled:
+                self._end_call(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"subscriber too slow: no event accepted for {self._timeout_s:g}s; "
+                    f"resubscribe with from_position={position}",
+                )
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
-    def __init__(self, store: EventStore, watcher: LogWatcher, limits: ApiSettings) -> None:
+    def __init__(
+        self,
+        store: EventReader,
+        watcher: LogWatcher,
+        limits: ApiSettings,
+        end_call: CallEnder,
+        read_permit: AbstractContextManager[object] | None = None,
+    ) -> None:
         self._store = store
         self._watcher = watcher
         self._limits = limits
+        self._permit = read_permit or threading.BoundedSemaphore(1)
+        self._slow = _SlowSubscribers(limits.subscriber_write_timeout_s, end_call)
+        self._admission = threading.Lock()
         self.active_subscriptions = 0
 
-    async def GetRunningTotals(  # noqa: N802 - wire name
-        self, request: pb.GetRunningTotalsRequest, context: Context
+    def close(self) -> None:
+        self._slow.stop()
+
+    def GetRunningTotals(  # noqa: N802 - wire name
+        self, request: pb.GetRunningTotalsRequest, context: grpc.ServicerContext
     ) -> pb.GetRunningTotalsResponse:
         try:
-            totals, checkpoint = await asyncio.to_thread(self._store.load_totals)
-            head = await asyncio.to_thread(self._store.head)
+            totals, checkpoint = self._store.load_totals()
+            head = self._store.head()
         except StoreError as error:
-            await context.abort(*status_for(error))
+            context.abort(*status_for(error))
         return event_mapping.totals_message(totals, checkpoint, head)
 
-    async def ListEvents(  # noqa: N802 - wire name
-        self, request: pb.ListEventsRequest, context: Context
+    def ListEvents(  # noqa: N802 - wire name
+        self, request: pb.ListEventsRequest, context: grpc.ServicerContext
     ) -> pb.ListEventsResponse:
         if request.from_position < 0 or request.page_size < 0:
-            await context.abort(
+            context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "from_position and page_size must not be negative"
             )
-        where = await _filter(request.method, request.type, context)
+        where = _filter(request, context)
         size = min(request.page_size or self._limits.default_page_size, self._limits.max_page_size)
         start = max(request.from_position, 1)
+        messages: list[pb.Event] = []
         try:
-            head = await asyncio.to_thread(self._store.head)
-            page = await asyncio.to_thread(self._store.read, start, size, where)
+            head = self._store.head()
+            position, last = start, 0
+            while len(messages) < size:
+                want = min(CHUNK, size - len(messages))
+                with self._permit:
+                    page = self._store.read(position, want, where)
+                    messages.extend(event_mapping.event_message(e) for e in page)
+                if page:
+                    last = page[-1].position
+                    position = last + 1
+                if len(page) < want:
+                    break
         except StoreError as error:
-            await context.abort(*status_for(error))
-        next_from = page[-1].position + 1 if page else max(start, head + 1)
-        if page and len(page) < size:
+            context.abort(*status_for(error))
+        next_from = last + 1 if messages else max(start, head + 1)
+        if messages and len(messages) < size:
             next_from = max(next_from, head + 1)
         return pb.ListEventsResponse(
-            events=[event_mapping.event_message(e) for e in page],
-            next_from_position=next_from,
-            head_position=max(head, page[-1].position if page else 0),
+            events=messages, next_from_position=next_from, head_position=max(head, last)
         )
 
-    # Streams with context.write() rather than yield, so that each write can time out.
-    async def SubscribeEvents(  # type: ignore[override]  # noqa: N802 - wire name
-        self, request: pb.SubscribeEventsRequest, context: Context
-    ) -> None:
+    def SubscribeEvents(  # noqa: N802 - wire name
+        self, request: pb.SubscribeEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.SubscribeEventsResponse]:
         if request.from_position < 0:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "from_position must not be negative"
-            )
-        where = await _filter(request.method, request.type, context)
-        if self.active_subscriptions >= self._limits.max_subscriptions:
-            await context.abort(
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "from_position must not be negative")
+        where = _filter(request, context)
+        with self._admission:
+            admitted = self.active_subscriptions < self._limits.max_subscriptions
+            if admitted:
+                self.active_subscriptions += 1
+        if not admitted:
+            context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many live subscriptions on this instance ({self._limits.max_subscriptions}); retry later",
             )
-        self.active_subscriptions += 1
         try:
-            await self._stream(max(request.from_position, 1), where, context)
+            yield from self._stream(max(request.from_position, 1), where, context)
         finally:
-            self.active_subscriptions -= 1
+            self._slow.sent(context)
+            with self._admission:
+                self.active_subscriptions -= 1
 
-    async def _stream(self, position: int, where: ReadFilter, context: Context) -> None:
-        timeout = self._limits.subscriber_write_timeout_s
-        while True:
+    def _stream(
+        self, position: int, where: ReadFilter, context: grpc.ServicerContext
+    ) -> Iterator[pb.SubscribeEventsResponse]:
+        while context.is_active() and not self._watcher.closed:
             scanned_to = self._watcher.head  # committed, so the read below sees all of it
             try:
-                page = await asyncio.to_thread(self._store.read, position, SUBSCRIBE_PAGE, where)
+                with self._permit:
+                    page = self._store.read(position, CHUNK, where)
+                    replies = [
+                        pb.SubscribeEventsResponse(event=event_mapping.event_message(e))
+                        for e in page
+                    ]
             except StoreError as error:
-                await context.abort(*status_for(error))
-            for stored in page:
-                reply = pb.SubscribeEventsResponse(event=event_mapping.event_message(stored))
-                try:
-                    await asyncio.wait_for(context.write(reply), timeout)
-                except TimeoutError:
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"subscriber too slow: no event accepted for {timeout:g}s; "
-                        f"resubscribe with from_position={stored.position}",
-                    )
+                context.abort(*status_for(error))
+            for stored, reply in zip(page, replies, strict=True):
+                self._slow.sending(context, stored.position)
+                yield reply
+            self._slow.sent(context)
             if page:
                 position = page[-1].position + 1
-            if len(page) == SUBSCRIBE_PAGE:
+            if len(page) == CHUNK:
                 continue
             position = max(position, scanned_to + 1)
-            await self._watcher.wait_beyond(position - 1, timeout_s=30)
+            self._watcher.wait_beyond(position - 1, timeout_s=IDLE_WAIT_S)

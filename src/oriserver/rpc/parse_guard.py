@@ -1,18 +1,20 @@
-"""Answers requests whose bytes do not parse with INTERNAL, without a traceback.
+"""Answers requests whose bytes do not parse with INVALID_ARGUMENT, without a traceback.
 
-grpc.aio answers a request whose bytes are not a valid message with UNKNOWN, puts
-the Python exception type in the details and logs a traceback at ERROR: any client
-could flood the logs that way. grpc-go (and so the Go server) answers INTERNAL.
+Left alone, grpc answers a request that does not parse with INTERNAL or UNKNOWN
+and logs a traceback at ERROR: any client could flood the logs that way, and
+INTERNAL tells monitoring that the server is broken when the caller is. Every
+parse failure (bad wire bytes, groups nested deeper than protobuf's recursion
+limit, a message of the wrong shape) gets the one answer below instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
-from oriserver.rpc.wrapping import responses
+from oriserver.rpc.wrapping import is_non_blocking
 
 UNPARSEABLE_DETAILS = "grpc: error unmarshalling request"
 
@@ -34,39 +36,48 @@ def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-async def _refuse(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(grpc.StatusCode.INTERNAL, UNPARSEABLE_DETAILS)
+def _refuse(context: grpc.ServicerContext) -> None:
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_DETAILS)
 
 
 class ParseGuard:
-    """A handler wrapper: parse failures become a marker, then an INTERNAL status."""
+    """A handler wrapper: parse failures become a marker, then an INVALID_ARGUMENT status."""
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         return _tolerant(deserializer)
 
     def wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            # Only unary requests come here: no service of ours streams requests into
+            # a single response (the reflection service streams both ways, below).
             if request is _UNPARSEABLE:
-                await _refuse(context)
-            return await behavior(request, context)
+                _refuse(context)
+            return behavior(request, context)
 
         return guarded
 
     def wrap_streaming(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        async def checked(
-            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            async for request in requests:
-                if request is _UNPARSEABLE:
-                    await _refuse(context)
-                yield request
+        if is_non_blocking(behavior):
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if hasattr(request, "__aiter__"):  # the client streams its requests
-                request = checked(request, context)
-            elif request is _UNPARSEABLE:
-                await _refuse(context)
-            async for response in responses(behavior(request, context)):
-                yield response
+            def guarded_non_blocking(request: Any, context: grpc.ServicerContext, **kw: Any) -> Any:
+                if request is _UNPARSEABLE:
+                    _refuse(context)
+                return behavior(request, context, **kw)
+
+            return guarded_non_blocking
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            if request is _UNPARSEABLE:
+                _refuse(context)
+            elif hasattr(request, "__next__"):
+                request = _checked(request, context)
+            yield from behavior(request, context)
 
         return guarded
+
+
+def _checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    for request in requests:
+        if request is _UNPARSEABLE:
+            _refuse(context)
+        yield request

@@ -1,17 +1,23 @@
 """Wraps every method handler once, when services are registered, instead of on every call.
 
-grpc's server interceptors run their machinery (a coroutine chain and a handler
-lookup per interceptor) on every call; measured here, two interceptors cost
-about a tenth of the RPC throughput. The logging, metrics, tracing and parse
-guard layers therefore wrap each method handler once, at registration, through
-``WrappingRegistrar``, which stands in for the server when the generated
-``add_*_to_server`` functions register a service. Each layer then costs one
-coroutine frame per call.
+grpc's server interceptors run their machinery (a handler lookup and a
+continuation per interceptor) on every call. The logging, metrics, tracing and
+parse-guard layers therefore wrap each method handler once, at registration,
+through ``WrappingRegistrar``, which stands in for the server when the
+generated ``add_*_to_server`` functions register a service. Each layer then
+costs one Python frame per call, on either engine.
+
+Handlers are synchronous (both engines run them on a thread pool). A streaming
+handler may be *non-blocking* (grpc's ``experimental_non_blocking``, as the
+health servicer's Watch is): it then returns at once and sends its responses
+through a callback, holding no thread while it waits. The attributes grpc reads
+for that, and for a handler's own thread pool, are carried over to the wrapper.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -20,14 +26,8 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Behavior = Callable[..., Any]
 Deserializer = Callable[[bytes], Any]
 
-
-async def responses(result: Any) -> AsyncIterator[Any]:
-    """What a streaming behaviour produces, whether it yields or writes with context.write()."""
-    if hasattr(result, "__aiter__"):
-        async for response in result:
-            yield response
-    else:
-        await result
+# Attributes grpcio reads from a behaviour (see grpc/_server.py).
+_CARRIED = ("experimental_non_blocking", "experimental_thread_pool")
 
 
 class HandlerWrapper(Protocol):
@@ -35,14 +35,33 @@ class HandlerWrapper(Protocol):
         """Wrap a behaviour that returns one response (unary or client-streaming)."""
 
     def wrap_streaming(self, behavior: Behavior, method: str) -> Behavior:
-        """Wrap a behaviour that streams responses (as an async generator)."""
+        """Wrap a behaviour that returns an iterator of responses, or (non-blocking)
+        sends them through ``send_response_callback``."""
 
     def wrap_deserializer(self, deserializer: Deserializer) -> Deserializer:
         """Wrap the request parser (return it unchanged to leave parsing alone)."""
 
 
-def wrap_handler(handler: Handler, method: str, wrappers: Sequence[HandlerWrapper]) -> Handler:
-    """The handler inside every wrapper; the first wrapper is the outermost."""
+def is_non_blocking(behavior: Behavior) -> bool:
+    return bool(getattr(behavior, "experimental_non_blocking", False))
+
+
+def carry_attributes(original: Behavior, wrapped: Behavior) -> Behavior:
+    for name in _CARRIED:
+        value = getattr(original, name, None)
+        if value is not None:
+            setattr(wrapped, name, value)
+    return wrapped
+
+
+def wrap_handler(
+    handler: Handler,
+    method: str,
+    wrappers: Sequence[HandlerWrapper],
+    stream_pool: ThreadPoolExecutor | None = None,
+) -> Handler:
+    """The handler inside every wrapper; the first wrapper is the outermost. Streaming
+    behaviours that block a thread run on ``stream_pool`` when one is given."""
     kinds = (
         (handler.unary_unary, grpc.unary_unary_rpc_method_handler, "wrap_unary"),
         (handler.unary_stream, grpc.unary_stream_rpc_method_handler, "wrap_streaming"),
@@ -54,9 +73,11 @@ def wrap_handler(handler: Handler, method: str, wrappers: Sequence[HandlerWrappe
             continue
         behavior, parse = original, handler.request_deserializer
         for wrapper in reversed(wrappers):
-            behavior = getattr(wrapper, wrap)(behavior, method)
+            behavior = carry_attributes(behavior, getattr(wrapper, wrap)(behavior, method))
             if parse is not None:
                 parse = wrapper.wrap_deserializer(parse)
+        if stream_pool is not None and wrap == "wrap_streaming" and not is_non_blocking(behavior):
+            setattr(behavior, "experimental_thread_pool", stream_pool)  # noqa: B010 - grpc reads it
         return build(
             behavior, request_deserializer=parse, response_serializer=handler.response_serializer
         )
@@ -66,9 +87,15 @@ def wrap_handler(handler: Handler, method: str, wrappers: Sequence[HandlerWrappe
 class WrappingRegistrar:
     """Passed to ``add_*_to_server`` in place of the server: registers wrapped handlers."""
 
-    def __init__(self, server: grpc.aio.Server, wrappers: Sequence[HandlerWrapper]) -> None:
+    def __init__(
+        self,
+        server: grpc.Server,
+        wrappers: Sequence[HandlerWrapper],
+        stream_pool: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._server = server
         self._wrappers = wrappers
+        self._stream_pool = stream_pool
 
     def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
         """Ignored: every service registered here also calls add_registered_method_handlers,
@@ -76,7 +103,7 @@ class WrappingRegistrar:
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         wrapped = {
-            name: wrap_handler(handler, f"/{service}/{name}", self._wrappers)
+            name: wrap_handler(handler, f"/{service}/{name}", self._wrappers, self._stream_pool)
             for name, handler in handlers.items()
         }
         self._server.add_generic_rpc_handlers(

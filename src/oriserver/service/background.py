@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 
 from oriserver.errors import StoreError
 from oriserver.recording.backoff import Backoff, RateLimit
-from oriserver.store.base import Leases
+from oriserver.service.ports import Leases
 
 log = logging.getLogger("oriserver.background")
 

@@ -1,45 +1,25 @@
-"""The calculation use case: compute, record both events, answer."""
+"""The calculation use case: compute, hand the call's record to the recorder, answer."""
 
 from __future__ import annotations
 
-import random
-import uuid
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from oriserver.domain import arithmetic
 from oriserver.domain.arithmetic import CalculationError, InvalidArgument, ResultOutOfRange
-from oriserver.domain.events import (
-    CalculationFailed,
-    CalculationRequested,
-    CalculationSucceeded,
-    Event,
-    FailureCode,
-    Inputs,
-    Method,
+from oriserver.domain.events import FailureCode
+from oriserver.service.calls import (
+    FACTORIAL,
+    INVALID_ARGUMENT,
+    OUT_OF_RANGE,
+    SUCCEEDED,
+    SUMMATION,
+    Caller,
+    CallRecord,
 )
 from oriserver.service.recording import Recorder
 
-_random_bits = random.getrandbits
-
-
-def new_id() -> uuid.UUID:
-    """A random (version 4) UUID.
-
-    From the random module rather than os.urandom: ids need to be unique, not secret,
-    and this is several times cheaper on the hot path. The random module reseeds itself
-    in forked children, so worker processes never share a sequence.
-    """
-    return uuid.UUID(int=_random_bits(128), version=4)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who asked: the peer's IP and, when tracing is on, the trace id."""
-
-    client_ip: str | None
-    trace_id: str | None = None
+_now_ns = time.time_ns
 
 
 def failure_code(error: CalculationError) -> FailureCode:
@@ -51,58 +31,57 @@ def failure_code(error: CalculationError) -> FailureCode:
     raise TypeError(f"unmapped calculation error {type(error).__name__}")
 
 
-class CalculationService:
-    """Runs a calculation and records it; raises the domain error for the caller."""
+def _outcome_code(error: CalculationError) -> int:
+    return OUT_OF_RANGE if failure_code(error) is FailureCode.OUT_OF_RANGE else INVALID_ARGUMENT
 
-    def __init__(
-        self,
-        recorder: Recorder,
-        instance_id: str,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+
+class CalculationService:
+    """Runs a calculation and records it; raises the domain error for the caller.
+
+    ``caller`` is asked only when something records, so an unrecorded call
+    never pays for reading its peer or metadata. In sync durability mode
+    ``record`` returns once the call is committed, and raises
+    RecordingUnavailable (the caller then gets no result) when it cannot be.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._records = recorder.records
-        self._instance_id = instance_id
-        self._clock = clock
 
-    async def summation(self, first: int, last: int, caller: Caller) -> int:
-        if not self._records:  # nothing records: no events to build
+    def summation(self, first: int, last: int, caller: Callable[[], Caller]) -> int:
+        if not self._records:
             return arithmetic.summation(first, last)
-        inputs = Inputs(first=first, last=last)
-        return await self._run(
-            Method.SUMMATION, inputs, caller, lambda: arithmetic.summation(first, last)
-        )
+        return self._run(SUMMATION, first, last, caller, arithmetic.summation, first, last)
 
-    async def factorial(self, base: int, caller: Caller) -> int:
+    def factorial(self, base: int, caller: Callable[[], Caller]) -> int:
         if not self._records:
             return arithmetic.factorial(base)
-        inputs = Inputs(base=base)
-        return await self._run(Method.FACTORIAL, inputs, caller, lambda: arithmetic.factorial(base))
+        return self._run(FACTORIAL, base, None, caller, arithmetic.factorial, base)
 
-    async def _run(
-        self, method: Method, inputs: Inputs, caller: Caller, calculate: Callable[[], int]
+    def _run(
+        self,
+        method: int,
+        first: int,
+        last: int | None,
+        caller: Callable[[], Caller],
+        calculate: Callable[..., int],
+        *args: int,
     ) -> int:
-        calculation_id = new_id()
-        ip, trace, instance = caller.client_ip, caller.trace_id, self._instance_id
-        requested = CalculationRequested(
-            event_id=new_id(), calculation_id=calculation_id, method=method, inputs=inputs,
-            client_ip=ip, instance_id=instance, occurred_at=self._clock(), trace_id=trace,
-        )  # fmt: skip
-        outcome: Event
+        requested = _now_ns()
+        who = caller()
         try:
-            result = calculate()
+            result = calculate(*args)
         except CalculationError as error:
-            outcome = CalculationFailed(
-                event_id=new_id(), calculation_id=calculation_id, method=method, inputs=inputs,
-                client_ip=ip, instance_id=instance, occurred_at=self._clock(), trace_id=trace,
-                code=failure_code(error), message=str(error),
+            # args[0] is the module's constant message: one object, pickled once per batch.
+            record: CallRecord = (
+                method, first, last, _outcome_code(error), error.args[0], who.peer,
+                requested, _now_ns(), who.trace_id, who.idempotency_key,
             )  # fmt: skip
-            await self._recorder.record(requested, outcome)
+            self._recorder.record(record, who.patience_s)
             raise
-        outcome = CalculationSucceeded(
-            event_id=new_id(), calculation_id=calculation_id, method=method, inputs=inputs,
-            client_ip=ip, instance_id=instance, occurred_at=self._clock(), trace_id=trace,
-            result=result,
+        record = (
+            method, first, last, SUCCEEDED, result, who.peer,
+            requested, _now_ns(), who.trace_id, who.idempotency_key,
         )  # fmt: skip
-        await self._recorder.record(requested, outcome)
+        self._recorder.record(record, who.patience_s)
         return result

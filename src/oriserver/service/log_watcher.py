@@ -1,20 +1,20 @@
 """Tells live subscriptions when the log grows, whichever instance wrote to it.
 
 One poll of ``head()`` per interval serves every subscriber in the process; a
-local flush wakes the poller at once, so events written here stream without
-waiting for the next interval.
+local append wakes the poller at once (``poke``), so events written here stream
+without waiting for the next interval. ``close`` wakes every waiter for good,
+so that subscriptions end at shutdown.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Callable
 
 from oriserver.errors import StoreError
 from oriserver.recording.backoff import RateLimit
-from oriserver.store.base import EventLog
+from oriserver.service.ports import EventLog
 
 log = logging.getLogger("oriserver.events.watcher")
 
@@ -24,73 +24,68 @@ class LogWatcher:
         self,
         store: EventLog,
         interval_s: float,
-        on_availability: Callable[[bool], Awaitable[None]] | None = None,
+        on_availability: Callable[[bool], None] | None = None,
     ) -> None:
         self._store = store
         self._interval_s = interval_s
         self._on_availability = on_availability
-        self._changed = asyncio.Condition()
-        self._poke = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = threading.Condition()
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="log-watcher", daemon=True)
         self._warnings = RateLimit(30.0)
         self.head = 0
         self.available: bool | None = None
-        self._waiting = 0  # subscriptions waiting for new events
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._poll(), name="log-watcher")
+        self._thread.start()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    def close(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(5)
 
-    def poke_threadsafe(self) -> None:
-        """Called from the writer thread after a flush; free when nobody is subscribed."""
-        if self._waiting and self._loop is not None and not self._loop.is_closed():
+    def poke(self) -> None:
+        """Look now: something was just appended here. Safe from any thread."""
+        self._poke.set()
+
+    def wait_beyond(self, position: int, timeout_s: float) -> bool:
+        """Wait until the head passes position (True), or the timeout or close ends it."""
+        with self._changed:
+            return (
+                self._changed.wait_for(
+                    lambda: self.head > position or self._stop.is_set(), timeout_s
+                )
+                and self.head > position
+            )
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
             try:
-                self._loop.call_soon_threadsafe(self._poke.set)
-            except RuntimeError:
-                return
-
-    async def wait_beyond(self, position: int, timeout_s: float) -> bool:
-        """Wait until the head passes position (True) or the timeout ends (False)."""
-        self._waiting += 1
-        try:
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: self.head > position), timeout_s
-                    )
-                except TimeoutError:
-                    return False
-            return True
-        finally:
-            self._waiting -= 1
-
-    async def _poll(self) -> None:
-        while True:
-            try:
-                head = await asyncio.to_thread(self._store.head)
+                head = self._store.head()
             except StoreError as error:
-                await self._set_available(False, str(error))
+                self._set_available(False, str(error))
             else:
-                await self._set_available(True, "")
+                self._set_available(True, "")
                 if head != self.head:
-                    async with self._changed:
+                    with self._changed:
                         self.head = head
                         self._changed.notify_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self._interval_s)
+            self._poke.wait(self._interval_s)
             self._poke.clear()
 
-    async def _set_available(self, available: bool, reason: str) -> None:
+    def _set_available(self, available: bool, reason: str) -> None:
         if available is self.available:
             return
         self.available = available
         if not available and self._warnings.allow():
             log.warning("event log unreadable; event queries will fail", extra={"error": reason})
         if self._on_availability is not None:
-            await self._on_availability(available)
+            self._on_availability(available)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from oriserver.domain.events import StoredEvent
 from oriserver.domain.totals import RunningTotals, fold
 from oriserver.service.background import LeasedWorker
-from oriserver.store.base import TOTALS_PROJECTION, EventStore
+from oriserver.service.ports import TOTALS_PROJECTION, EventStore
 
 PAGE = 1000
 
@@ -18,8 +18,10 @@ def fold_stored(totals: RunningTotals, events: Sequence[StoredEvent]) -> Running
     return fold(totals, (stored.event for stored in events))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ProjectionStats:
+    """A snapshot, replaced (never changed) as the runner progresses: safe to read anywhere."""
+
     checkpoint: int = 0
     head: int = 0
     applied: int = 0
@@ -42,14 +44,21 @@ class ProjectionRunner(LeasedWorker):
 
     def step(self) -> bool:
         progress = self._store.advance_totals(fold_stored, PAGE)
-        self.stats.applied += progress.applied
-        self.stats.checkpoint = progress.checkpoint
-        self.stats.head = self._store.head()
+        self.stats = ProjectionStats(
+            progress.checkpoint, self._store.head(), self.stats.applied + progress.applied
+        )
         return progress.applied == PAGE
 
     def observe(self) -> None:
-        _, self.stats.checkpoint = self._store.load_totals()
-        self.stats.head = self._store.head()
+        _, checkpoint = self._store.load_totals()
+        self.stats = ProjectionStats(checkpoint, self._store.head(), self.stats.applied)
+
+    def written(self, checkpoint: int, applied: int) -> None:
+        """The writer folded a batch on write (in its own transaction): note where that left us."""
+        stats = self.stats
+        self.stats = ProjectionStats(
+            checkpoint, max(stats.head, checkpoint), stats.applied + applied
+        )
 
 
 def rebuild(store: EventStore, page: int = 5000) -> tuple[RunningTotals, int]:

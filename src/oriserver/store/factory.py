@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oriserver.config.database import DatabaseUrl
-from oriserver.store.base import RowStore
+from oriserver.service.ports import EventStore
 from oriserver.store.postgres import PostgresEventStore
 from oriserver.store.sqlite import SqliteEventStore
 
@@ -14,7 +14,7 @@ def open_store(
     synchronous_full: bool = False,
     timeout_s: float = 5.0,
     schema_revision: str | None = None,
-) -> RowStore:
+) -> EventStore:
     """A store for the URL; nothing connects until the first call.
 
     schema_revision is the Alembic revision the store expects; it is looked up when not

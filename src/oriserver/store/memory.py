@@ -12,9 +12,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from oriserver.domain.events import Event, StoredEvent
-from oriserver.domain.totals import RunningTotals
+from oriserver.domain.totals import RunningTotals, fold_counts
 from oriserver.errors import StoreUnavailable
-from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
+from oriserver.service.ports import (
+    NO_FILTER,
+    TOTALS_PROJECTION,
+    Appended,
+    Progress,
+    ReadFilter,
+    Row,
+    Step,
+)
+from oriserver.store.rows import count_rows, from_row, to_row
 
 
 class InMemoryEventStore:
@@ -31,15 +40,28 @@ class InMemoryEventStore:
         if not self.available:
             raise StoreUnavailable("in-memory store is marked unavailable")
 
-    def append(self, events: Sequence[Event]) -> None:
+    def append(self, events: Sequence[Event]) -> Appended:
+        return self.append_rows([to_row(event) for event in events])
+
+    def append_rows(self, rows: Sequence[Row], *, project: bool = False) -> Appended:
         with self._lock:
             self._check()
             now = datetime.now(UTC)
-            for event in events:
-                if event.event_id in self._ids:
+            head_before = len(self._events)
+            stored: list[Row] = []
+            for row in rows:
+                if row[0] in self._ids:
                     continue
-                self._ids.add(event.event_id)
-                self._events.append(StoredEvent(len(self._events) + 1, now, event))
+                self._ids.add(row[0])
+                self._events.append(from_row((len(self._events) + 1, now, *row)))
+                stored.append(row)
+            head = len(self._events)
+            checkpoint = self._checkpoints.get(TOTALS_PROJECTION, 0)
+            projected = project and checkpoint == head_before
+            if projected and stored:
+                self._totals = fold_counts(self._totals, count_rows(stored))
+                self._checkpoints[TOTALS_PROJECTION] = head
+            return Appended(len(stored), head, projected)
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER

@@ -14,33 +14,45 @@ watermarks or gap timeouts, move the complexity to every reader.)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
-from oriserver.domain.events import Event, StoredEvent
-from oriserver.domain.totals import RunningTotals
+from oriserver.domain.events import Event, Method, StoredEvent
+from oriserver.domain.totals import RunningTotals, fold_counts
 from oriserver.errors import SchemaNotReady, StoreError, StoreUnavailable
-from oriserver.store import sql_common
-from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
-from oriserver.store.rows import COLUMNS, Row, from_row, to_row
+from oriserver.service.ports import (
+    NO_FILTER,
+    TOTALS_PROJECTION,
+    Appended,
+    Progress,
+    ReadFilter,
+    Row,
+    Step,
+)
+from oriserver.store import pgcopy, sql_common
+from oriserver.store.rows import COLUMNS, count_rows, count_types, from_row, to_row
 
 APPEND_LOCK_KEY = 0x6F72690002  # "ori" + 2: serialises appends (see module docstring)
 
 _COLUMN_LIST = ", ".join(COLUMNS)
-_COPY_EVENTS = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
+_COPY_EVENTS = f"COPY events ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events) ON COMMIT DELETE ROWS; "
     "ALTER TABLE events_staging DROP COLUMN IF EXISTS position, DROP COLUMN IF EXISTS created_at, "
     "ADD COLUMN IF NOT EXISTS ord bigserial"
 )
-_COPY_STAGING = f"COPY events_staging ({_COLUMN_LIST}) FROM STDIN"
+_COPY_STAGING = f"COPY events_staging ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _MERGE_STAGING = (
     f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM events_staging "  # noqa: S608
-    "ORDER BY ord ON CONFLICT (event_id) DO NOTHING"
+    "ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING event_type, method"
 )
+_HEAD = "SELECT coalesce(max(position), 0) FROM events"
+# The identity value of the last row this transaction inserted: the new head, since
+# appends hold the append lock (no other writer can insert meanwhile).
+_LAST_POSITION = "SELECT currval(pg_get_serial_sequence('events', 'position'))"
 _EPOCH_NOW = "extract(epoch from clock_timestamp())"
 
 
@@ -73,6 +85,7 @@ class PostgresEventStore:
             # before noticing the database is back. A short give-up bounds the delay: the
             # next request starts a fresh attempt, and the writer's own backoff paces those.
             reconnect_timeout=timeout_s,
+            configure=pgcopy.prepare,
             kwargs={
                 "connect_timeout": max(2, int(timeout_s)),
                 # A blackholed connection fails after this long instead of the kernel's minutes.
@@ -104,36 +117,71 @@ class PostgresEventStore:
             raise StoreError(f"PostgreSQL error: {_first_line(error)}") from error
 
     # -- the log -----------------------------------------------------------
-    def append(self, events: Sequence[Event]) -> None:
-        """COPY the batch straight into events; if any event_id is already there (a retry
-        after a commit whose outcome was unknown), redo it through a staging table with
-        ON CONFLICT DO NOTHING. The fast path is safe because a duplicate aborts it whole."""
-        self.append_rows([to_row(event) for event in events])
+    def append(self, events: Sequence[Event]) -> Appended:
+        return self.append_rows([to_row(event) for event in events])
 
-    def append_rows(self, rows: list[Row]) -> None:
-        """append() for rows already in COLUMNS order (the event host's path)."""
+    def append_rows(self, rows: Sequence[Row], *, project: bool = False) -> Appended:
+        """Binary COPY of the batch straight into events; if any event_id is already there
+        (a retry after a commit whose outcome was unknown), redo it through a staging table
+        with ON CONFLICT DO NOTHING. The fast path is safe because a duplicate aborts it
+        whole. With ``project`` the totals are advanced in the same transaction when their
+        checkpoint is the head before the batch (see EventLog.append_rows)."""
         if not rows:
-            return
+            return Appended(0, self.head())
         try:
             with self._transaction() as connection:
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-                self._copy(connection, _COPY_EVENTS, rows)
+                head_before = self._lock_appends(connection)
+                with connection.cursor() as cursor:
+                    pgcopy.copy_rows(cursor, _COPY_EVENTS, rows)
+                head = self._last_position(connection)
+                projected = project and self._project(
+                    connection, head_before, head, count_rows(rows)
+                )
+                return Appended(len(rows), head, projected)
         except StoreError as error:
             if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
                 raise
-            with self._transaction() as connection:
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-                connection.execute(_STAGING)
-                self._copy(connection, _COPY_STAGING, rows)
-                connection.execute(_MERGE_STAGING)
+        with self._transaction() as connection:
+            head_before = self._lock_appends(connection)
+            connection.execute(_STAGING)
+            with connection.cursor() as cursor:
+                pgcopy.copy_rows(cursor, _COPY_STAGING, rows)
+                stored = cursor.execute(_MERGE_STAGING).fetchall()
+            head = self._last_position(connection) if stored else head_before
+            counts = count_types(stored)
+            projected = (
+                project and bool(stored) and self._project(connection, head_before, head, counts)
+            )
+            return Appended(len(stored), head, projected)
 
     @staticmethod
-    def _copy(
-        connection: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]
-    ) -> None:
-        with connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+    def _lock_appends(connection: psycopg.Connection[Any]) -> int:
+        """Take the append lock (see the module docstring); returns the head under it."""
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+        row = connection.execute(_HEAD).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    @staticmethod
+    def _last_position(connection: psycopg.Connection[Any]) -> int:
+        row = connection.execute(_LAST_POSITION).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _project(
+        self,
+        connection: psycopg.Connection[Any],
+        head_before: int,
+        head: int,
+        counts: Mapping[tuple[type[Event], Method], int],
+    ) -> bool:
+        """Fold the counts of what this transaction stored into the totals, if they stood
+        at head_before; otherwise the projection is behind and its runner catches up."""
+        checkpoint = self._lock_checkpoint(connection, TOTALS_PROJECTION)
+        if checkpoint != head_before:
+            return False
+        self._store_totals(connection, fold_counts(self._totals(connection), counts), head)
+        return True
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER

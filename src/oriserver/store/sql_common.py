@@ -8,7 +8,7 @@ from typing import Any
 from oriserver.domain.events import Method, StoredEvent
 from oriserver.domain.totals import MethodTotals, RunningTotals
 from oriserver.errors import SchemaNotReady
-from oriserver.store.base import Progress, ReadFilter, Step
+from oriserver.service.ports import Progress, ReadFilter, Step
 from oriserver.store.rows import COLUMNS
 
 SELECT_EVENTS = f"SELECT position, created_at, {', '.join(COLUMNS)} FROM events"  # noqa: S608 - constant column list

@@ -10,14 +10,24 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 from oriserver.domain.events import Event, StoredEvent
-from oriserver.domain.totals import RunningTotals
+from oriserver.domain.totals import RunningTotals, fold_counts
 from oriserver.errors import SchemaNotReady, StoreError, StoreUnavailable
+from oriserver.service.ports import (
+    NO_FILTER,
+    TOTALS_PROJECTION,
+    Appended,
+    Progress,
+    ReadFilter,
+    Row,
+    Step,
+)
 from oriserver.store import sql_common
-from oriserver.store.base import NO_FILTER, TOTALS_PROJECTION, Progress, ReadFilter, Step
-from oriserver.store.rows import COLUMNS, Row, from_row, to_row
+from oriserver.store.rows import COLUMNS, count_rows, from_row, to_row
 
 _INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
@@ -26,9 +36,18 @@ _INSERT = (
 _EPOCH_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _adapt(row: Row) -> Row:
-    """SQLite keeps UUIDs and times as text."""
-    return (str(row[0]), str(row[1]), *row[2:13], row[13].isoformat())
+    """SQLite keeps UUIDs and times as text (the UUID's and ISO 8601's usual spelling)."""
+    return (
+        str(UUID(bytes=row[0])),
+        str(UUID(bytes=row[1])),
+        *row[2:13],
+        (_EPOCH + row[13] * _MICROSECOND).isoformat(),
+    )
 
 
 class SqliteEventStore:
@@ -96,14 +115,33 @@ class SqliteEventStore:
             raise StoreError(f"SQLite at {self._path}: {error}") from error
 
     # -- the log -----------------------------------------------------------
-    def append(self, events: Sequence[Event]) -> None:
-        self.append_rows([to_row(event) for event in events])
+    def append(self, events: Sequence[Event]) -> Appended:
+        return self.append_rows([to_row(event) for event in events])
 
-    def append_rows(self, rows: list[Row]) -> None:
-        """append() for rows already in COLUMNS order (the event host's path)."""
+    def append_rows(self, rows: Sequence[Row], *, project: bool = False) -> Appended:
+        """One write transaction; with ``project`` the totals follow in the same one when
+        their checkpoint is the head before the batch and no row was a duplicate (a
+        retried batch is left to the projection runner, which reads it back)."""
         adapted = [_adapt(row) for row in rows]
         with self._transaction(write=True) as connection:
+            before = connection.total_changes
+            head_before = self._head(connection)
             connection.executemany(_INSERT, adapted)
+            stored = connection.total_changes - before
+            head = self._head(connection) if stored else head_before
+            projected = False
+            if project and stored == len(rows) and stored:
+                checkpoint = self._checkpoint(connection, TOTALS_PROJECTION) or 0
+                if checkpoint == head_before:
+                    totals = fold_counts(self._totals(connection), count_rows(rows))
+                    self._store_totals(connection, totals, head)
+                    projected = True
+        return Appended(stored, head, projected)
+
+    @staticmethod
+    def _head(connection: sqlite3.Connection) -> int:
+        (head,) = connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        return int(head)
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
@@ -116,8 +154,7 @@ class SqliteEventStore:
 
     def head(self) -> int:
         with self._transaction(write=False) as connection:
-            (head,) = connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
-        return int(head)
+            return self._head(connection)
 
     # -- the running totals ------------------------------------------------
     def advance_totals(self, step: Step, limit: int) -> Progress:

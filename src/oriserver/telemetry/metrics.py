@@ -186,14 +186,16 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(__version__).set(1)
-        self._rpc_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._rpc_children: dict[tuple[str, object], tuple[Counter, Histogram]] = {}
 
-    def rpc_finished(self, full_method: str, code: str, seconds: float) -> None:
+    def rpc_finished(self, full_method: str, code: object, seconds: float) -> None:
+        """``code`` is a grpc.StatusCode (its name is the label)."""
         children = self._rpc_children.get((full_method, code))
         if children is None:
             service, method = split_method(full_method)
+            name = str(getattr(code, "name", code))
             children = (
-                self.rpc_handled.labels(service, method, code),
+                self.rpc_handled.labels(service, method, name),
                 self.rpc_duration.labels(service, method),
             )
             self._rpc_children[(full_method, code)] = children

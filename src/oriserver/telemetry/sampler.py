@@ -1,19 +1,31 @@
-"""Copies the components' plain counters into the Prometheus metrics once a second."""
+"""Copies the components' plain counters into the Prometheus metrics once a second.
+
+The components keep plain counters and frozen snapshots (the shipper's stats, the
+event host's stats that arrive with every reply), so the serving path and the
+background threads never touch prometheus_client; this thread does, once a second.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from oriserver.telemetry.metrics import Metrics, split_method
 
-if TYPE_CHECKING:
-    from oriserver.recording.writer import BatchingWriter
-    from oriserver.store.host_process import HostStats
+
+class ShipperView(Protocol):
+    """What the sampler reads of the recording pipeline (recording/shipper.py)."""
+
+    @property
+    def stats(self) -> Any: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    def drain_flushes(self) -> list[tuple[float, int]]: ...
 
 
 @dataclass
@@ -21,8 +33,8 @@ class Sources:
     """What the sampler reads; every part is optional (recording may be off)."""
 
     in_flight: Callable[[], dict[str, int]] | None = None
-    writer: BatchingWriter | None = None
-    host: Callable[[], HostStats] | None = None  # the event host's projection and reactor
+    writer: ShipperView | None = None
+    host: Callable[[], Any] | None = None  # the event host's HostStats (eventhost/messages.py)
     subscriptions: Callable[[], int] | None = None
 
 
@@ -33,22 +45,24 @@ class Sampler:
     interval_s: float = 1.0
     _last: dict[str, int] = field(default_factory=dict)
     _started: float = field(default_factory=time.time)
-    _task: asyncio.Task[None] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="metrics-sampler")
+        self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
+        self._thread.start()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
         self.sample()
 
-    async def _run(self) -> None:
+    def _run(self) -> None:
         while True:
             self.sample()
-            await asyncio.sleep(self.interval_s)
+            if self._stop.wait(self.interval_s):
+                return
 
     def _delta(self, key: str, value: int) -> int:
         delta = value - self._last.get(key, 0)
@@ -58,7 +72,7 @@ class Sampler:
     def sample(self) -> None:
         m, s = self.metrics, self.sources
         if s.in_flight is not None:
-            for full_method, count in s.in_flight().items():
+            for full_method, count in list(s.in_flight().items()):
                 m.rpc_in_flight.labels(*split_method(full_method)).set(count)
         if s.subscriptions is not None:
             m.subscriptions.set(s.subscriptions())
@@ -82,14 +96,14 @@ class Sampler:
                     self._delta(f"reactor.{name}", getattr(stats, name))
                 )
 
-    def _writer(self, writer: BatchingWriter) -> None:
+    def _writer(self, writer: ShipperView) -> None:
         m = self.metrics
         stats = writer.stats
         m.events_buffered.set(writer.buffered)
         m.events_capacity.set(writer.capacity)
         m.events_appended.inc(self._delta("appended", stats.appended))
         m.events_dropped.inc(self._delta("dropped", stats.dropped))
-        m.events_rejected.inc(self._delta("rejected", 2 * stats.failed_sync))
+        m.events_rejected.inc(self._delta("rejected", stats.rejected))
         m.store_up.set(1 if stats.available else 0)
         for seconds, size in writer.drain_flushes():
             m.flush_duration.observe(seconds)

@@ -6,22 +6,21 @@ events of the call see the trace id through ``current_trace_id``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
-from oriserver.rpc.wrapping import Behavior, Deserializer, responses
+from oriserver.rpc.wrapping import Behavior, Deserializer, is_non_blocking
 from oriserver.telemetry.trace_context import current_trace_id
 from oriserver.telemetry.tracing import RpcTracer
 
 
-def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
-    if isinstance(error, asyncio.CancelledError):
+def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
+    if isinstance(error, GeneratorExit):
         return "CANCELLED"
-    code: object = context.code()  # None until a handler sets or aborts with a code
+    code: object = context.code()  # type: ignore[attr-defined]  # None until set or aborted
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "OK" if error is None else "UNKNOWN"
@@ -35,7 +34,7 @@ class TracingWrapper:
         return deserializer
 
     @contextlib.contextmanager
-    def _span(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+    def _span(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
         """The call's span, current (with its trace id) while the handler runs."""
         span = self._tracer.begin(method, context.invocation_metadata(), context.peer())
         token = current_trace_id.set(span.trace_id)
@@ -50,18 +49,29 @@ class TracingWrapper:
             current_trace_id.reset(token)
 
     def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
-        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def traced(request: Any, context: grpc.ServicerContext) -> Any:
             with self._span(method, context):
-                return await behavior(request, context)
+                return behavior(request, context)
 
         return traced
 
     def wrap_streaming(self, behavior: Behavior, method: str) -> Behavior:
-        async def traced(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
+        if is_non_blocking(behavior):
+            # The span covers the handler's set-up; the stream goes on through its callback.
+            def traced_non_blocking(
+                request: Any,
+                context: grpc.ServicerContext,
+                send_response_callback: Callable[[Any], None] | None = None,
+            ) -> Any:
+                with self._span(method, context):
+                    if send_response_callback is None:
+                        return behavior(request, context)
+                    return behavior(request, context, send_response_callback=send_response_callback)
+
+            return traced_non_blocking
+
+        def traced(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with self._span(method, context):
-                async for response in responses(behavior(request, context)):
-                    yield response
+                yield from behavior(request, context)
 
         return traced

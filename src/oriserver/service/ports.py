@@ -1,7 +1,12 @@
 """The store interface every backend implements and the contract tests exercise.
 
-Four small roles, one object per backend:
-- the log: ``append`` a batch atomically and idempotently, ``read`` in position order, ``head``;
+Defined here, beside the use cases that need it, so that the service layer
+depends on this interface and the adapters (store/) depend on the service
+layer, never the other way round. Four small roles, one object per backend:
+
+- the log: ``append_rows`` a batch atomically and idempotently (optionally
+  folding it into the running totals in the same transaction), ``read`` in
+  position order, ``head``;
 - the running-totals projection: state and checkpoint advanced in one transaction;
 - named checkpoints for reactors;
 - leases, so that one replica at a time runs each projection or reactor.
@@ -15,10 +20,12 @@ from typing import Any, Protocol
 
 from oriserver.domain.events import Event, Method, StoredEvent
 from oriserver.domain.totals import RunningTotals
+from oriserver.service.calls import CallRecord
 
 TOTALS_PROJECTION = "running_totals"
 
 Step = Callable[[RunningTotals, Sequence[StoredEvent]], RunningTotals]
+Row = tuple[Any, ...]  # the events table's columns in store/rows.py COLUMNS order
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +47,25 @@ class Progress:
     checkpoint: int
 
 
-class Appender(Protocol):
-    """What the batching writer needs: a local store, or the event host in front of one."""
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What one append did: rows stored (duplicates skipped), the head after it, and
+    whether the running totals were advanced over the batch in the same transaction."""
 
-    def append(self, events: Sequence[Event]) -> None:
+    stored: int
+    head: int
+    projected: bool = False
+
+
+class EventLog(Protocol):
+    def append(self, events: Sequence[Event]) -> Appended:
         """Store the batch in one transaction, in order; event_ids already stored are skipped."""
 
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers and its schema is current."""
+    def append_rows(self, rows: Sequence[Row], *, project: bool = False) -> Appended:
+        """append() for rows already in COLUMNS order. With ``project``, when the totals'
+        checkpoint is the head before this batch, the batch is folded into the totals and
+        the checkpoint moved past it in the same transaction (projection on write)."""
 
-
-class EventLog(Appender, Protocol):
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
     ) -> list[StoredEvent]:
@@ -58,6 +73,9 @@ class EventLog(Appender, Protocol):
 
     def head(self) -> int:
         """The highest stored position, 0 for an empty log."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and its schema is current."""
 
 
 class TotalsStore(Protocol):
@@ -92,7 +110,17 @@ class EventStore(EventLog, TotalsStore, CheckpointStore, Leases, Protocol):
     def close(self) -> None: ...
 
 
-class RowStore(EventStore, Protocol):
-    """The SQL backends: they also take rows already in COLUMNS order (the event host's path)."""
+class CallSink(Protocol):
+    """Where the serving process ships its call records: the event host (eventhost/)."""
 
-    def append_rows(self, rows: list[tuple[Any, ...]]) -> None: ...
+    def append_calls(
+        self, origin: int, first_seq: int, records: list[CallRecord], timeout_s: float
+    ) -> int:
+        """Commit the records' events (two each) in one transaction; returns the events stored
+        (duplicates of an earlier attempt are skipped). Raises StoreUnavailable when the store
+        cannot be reached within ``timeout_s``, SchemaNotReady, or StoreError."""
+
+    def ping(self, timeout_s: float) -> None:
+        """Raise StoreUnavailable (or SchemaNotReady) unless the store can take writes."""
+
+    def close(self) -> None: ...

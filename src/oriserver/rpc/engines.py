@@ -1,0 +1,76 @@
+"""The two serving engines: grpcio's thread-pool server, and pygrpc-native's Rust front.
+
+Both take the same synchronous servicers, wrappers and generated registration
+code; only the object that owns the port differs (see docs/serving.md):
+
+- ``grpcio`` (the default): grpc-core does HTTP/2 and calls Python handlers on a
+  small thread pool. Streams get a pool of their own (grpc's per-handler
+  ``experimental_thread_pool``), so that live subscriptions never take the
+  threads that calculations need; health Watch is non-blocking and holds none.
+- ``native``: pygrpc-native does HTTP/2 and gRPC framing in Rust, outside the
+  GIL, and hands calls to the same handlers. It has no TLS and does not close
+  connections by age or idleness; settings that ask for those are refused at
+  start-up (config/serving.py).
+
+``end_call`` ends a call from outside its handler with a chosen status: a
+graceful shutdown ends open streams with UNAVAILABLE, and a subscriber that
+stops reading is sent RESOURCE_EXHAUSTED while its handler is still blocked in
+a send. Neither engine has a public API for that (grpc's ``ServicerContext.cancel``
+always says CANCELLED), so this one function uses each engine's call object;
+tests/e2e/test_events_api.py checks it on both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+CallEnder = Callable[[Any, grpc.StatusCode, str], None]
+
+
+def end_call(context: Any, code: grpc.StatusCode, details: str) -> None:
+    """Send ``code`` and ``details`` to the client now and end the call."""
+    rpc_event = getattr(context, "_rpc_event", None)
+    if rpc_event is not None:  # grpcio (also the native engine's fallback server)
+        rpc_event.call.cancel(code.value[0], details)
+        return
+    front, call = getattr(context, "_front", None), getattr(context, "_call", None)
+    if front is not None and call is not None:  # pygrpc-native
+        front.fail(call.call_id, code.value[0], details)
+        call.terminate()
+        return
+    context.cancel()  # an engine we do not know: at least the call ends
+
+
+@dataclass
+class EngineServer:
+    """A created (not started) server and what the composition root needs from its engine."""
+
+    server: grpc.Server
+    stream_pool: ThreadPoolExecutor | None  # for streaming handlers, where the engine honours it
+    pools: tuple[ThreadPoolExecutor, ...]
+
+    def shutdown_pools(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create_engine_server(
+    engine: str, *, threads: int, stream_threads: int, options: Sequence[tuple[str, Any]]
+) -> EngineServer:
+    """A server of the named engine: ``threads`` for calls, ``stream_threads`` for streams."""
+    if engine == "native":
+        import pygrpc_native
+
+        # One pool: pygrpc-native runs every handler on the executor it is given.
+        pool = ThreadPoolExecutor(threads + stream_threads, thread_name_prefix="rpc")
+        native: grpc.Server = pygrpc_native.server(pool, options=list(options))
+        return EngineServer(native, None, (pool,))
+    calls = ThreadPoolExecutor(threads, thread_name_prefix="rpc")
+    streams = ThreadPoolExecutor(stream_threads, thread_name_prefix="rpc-stream")
+    server = grpc.server(calls, options=list(options))
+    return EngineServer(server, streams, (calls, streams))
