@@ -289,6 +289,6 @@ def test_a_reactor_stuck_on_a_hanging_receiver_stops_promptly(moment: str) -> No
         started = time.monotonic()
         reactor.stop()
         stopped_in = time.monotonic() - started
-    assert stopped_in < 2.0  # at most the one POST timeout, never the 4-8 s retry wait
+    assert stopped_in < 3.0  # at most the 1 s POST timeout, never the 8 s retry wait
     assert store.load_checkpoint(reactor.name) == 0  # nothing skipped
     assert [r.method for r in receiver.requests()] == ["POST"] * len(receiver.requests())
