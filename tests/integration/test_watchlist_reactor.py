@@ -13,7 +13,7 @@ from oriserver.reactors.webhook import WebhookClient
 from oriserver.recording.backoff import Backoff
 from oriserver.store.memory import InMemoryEventStore
 from tests.support.events import calculation
-from tests.support.webhook_server import webhook_receiver
+from tests.support.webhook_server import WebhookReceiver, webhook_receiver
 
 WATCHED = "203.0.113.7"
 
@@ -25,9 +25,20 @@ def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-unt
         time.sleep(0.01)
 
 
-def reactor_for(store: InMemoryEventStore, url: str | None, attempts: int = 5) -> WatchListReactor:
+def reactor_for(
+    store: InMemoryEventStore,
+    url: str | None,
+    attempts: int = 5,
+    timeout_s: float = 2,
+    backoff: Backoff | None = None,
+) -> WatchListReactor:
     client = (
-        WebhookClient(url, timeout_s=2, max_attempts=attempts, backoff=Backoff(base=0.01, cap=0.05))
+        WebhookClient(
+            url,
+            timeout_s=timeout_s,
+            max_attempts=attempts,
+            backoff=backoff or Backoff(base=0.01, cap=0.05),
+        )
         if url
         else None
     )
@@ -146,3 +157,138 @@ def test_a_restarted_reactor_continues_from_its_checkpoint() -> None:
         wait_until(lambda: len(receiver.received) == 2)
         second.stop()
     assert receiver.delivered_keys() == [str(one[0].event_id), str(two[0].event_id)]
+
+
+def only_posts_to_the_hook(receiver: WebhookReceiver) -> bool:
+    return all((r.method, r.path) == ("POST", "/hooks/ori") for r in receiver.requests())
+
+
+def delivery_failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Log lines at INFO or above about failed webhook attempts, from any oriserver logger."""
+    return [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+        and r.name.startswith("oriserver")
+        and "webhook" in f"{r.getMessage()} {getattr(r, 'error', '')}"
+    ]
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_redirect_is_a_failed_delivery_retried_until_the_receiver_accepts(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="oriserver")
+    store = InMemoryEventStore()
+    with webhook_receiver(fail_first=4, fail_status=status, location="/other") as receiver:
+        reactor = started_at_head(store, reactor_for(store, receiver.url, attempts=3))
+        first, second = calculation(client_ip=WATCHED), calculation(client_ip=WATCHED)
+        store.append([*first, *second])
+        reactor.wake()
+        wait_until(lambda: len(receiver.received) == 2)
+        reactor.stop()
+    assert receiver.delivered_keys() == [str(first[0].event_id), str(second[0].event_id)]
+    assert only_posts_to_the_hook(receiver), receiver.requests()  # never a GET, never /other
+    assert len(receiver.requests()) == 6
+    assert reactor.stats.rejected == 0
+    assert reactor.stats.failures == 1  # three attempts, one pause, then accepted
+    assert store.load_checkpoint(reactor.name) == store.head()
+    lines = delivery_failure_lines(caplog)
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # one line per pause, not per attempt
+    assert lines[0].levelno == logging.WARNING
+    assert "failed 3 times" in lines[0].error  # type: ignore[attr-defined]
+    assert f"HTTP {status}" in lines[0].error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_redirect_to_another_host_sends_it_nothing(status: int) -> None:
+    store = InMemoryEventStore()
+    with webhook_receiver() as elsewhere:
+        other_host = elsewhere.url.replace("127.0.0.1", "localhost")
+        with webhook_receiver(fail_first=2, fail_status=status, location=other_host) as receiver:
+            reactor = started_at_head(store, reactor_for(store, receiver.url, attempts=5))
+            requested, outcome = calculation(client_ip=WATCHED)
+            store.append([requested, outcome])
+            reactor.wake()
+            wait_until(lambda: len(receiver.received) == 1)
+            reactor.stop()
+    assert elsewhere.requests() == []
+    assert receiver.delivered_keys() == [str(requested.event_id)]
+    assert only_posts_to_the_hook(receiver)
+
+
+@pytest.mark.parametrize(
+    "status", [408, 425, 429, 500, 501, 502, 503, 504, 505, 507, 511, 301, 302, 303, 307, 308]
+)
+def test_these_statuses_are_retried(status: int) -> None:
+    store = InMemoryEventStore()
+    with webhook_receiver(fail_first=1, fail_status=status, location="/other") as receiver:
+        reactor = started_at_head(store, reactor_for(store, receiver.url))
+        requested, outcome = calculation(client_ip=WATCHED)
+        store.append([requested, outcome])
+        reactor.wake()
+        wait_until(lambda: len(receiver.received) == 1)
+        reactor.stop()
+    assert receiver.delivered_keys() == [str(requested.event_id)]
+    assert (reactor.stats.retries, reactor.stats.rejected) == (1, 0)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 409, 410, 413, 415, 422])
+def test_these_statuses_dead_letter_the_notification(status: int) -> None:
+    store = InMemoryEventStore()
+    with webhook_receiver(fail_first=1, fail_status=status) as receiver:
+        reactor = started_at_head(store, reactor_for(store, receiver.url))
+        rejected, followed = calculation(client_ip=WATCHED), calculation(client_ip=WATCHED)
+        store.append([*rejected, *followed])
+        reactor.wake()
+        wait_until(lambda: len(receiver.received) == 1)
+        reactor.stop()
+    assert receiver.delivered_keys() == [str(followed[0].event_id)]
+    assert (reactor.stats.retries, reactor.stats.rejected) == (0, 1)
+
+
+def test_a_hanging_receiver_times_out_is_retried_and_gets_the_notification_later() -> None:
+    store = InMemoryEventStore()
+    with webhook_receiver() as receiver:
+        receiver.hang.set()
+        reactor = started_at_head(
+            store, reactor_for(store, receiver.url, attempts=2, timeout_s=0.3)
+        )
+        requested, outcome = calculation(client_ip=WATCHED)
+        store.append([requested, outcome])
+        reactor.wake()
+        wait_until(lambda: len(receiver.requests()) >= 3)  # two attempts, a pause, another
+        assert reactor.stats.retries >= 1
+        assert reactor.stats.failures >= 1
+        assert store.load_checkpoint(reactor.name) == 0  # still waiting on the event
+        receiver.hang.clear()
+        wait_until(lambda: len(receiver.received) == 1)
+        reactor.stop()
+    assert receiver.delivered_keys() == [str(requested.event_id)]
+    assert {r.idempotency_key for r in receiver.requests()} == {str(requested.event_id)}
+    assert store.load_checkpoint(reactor.name) == store.head()
+
+
+@pytest.mark.parametrize("moment", ["while a POST hangs", "while waiting to retry"])
+def test_a_reactor_stuck_on_a_hanging_receiver_stops_promptly(moment: str) -> None:
+    store = InMemoryEventStore()
+    with webhook_receiver() as receiver:
+        receiver.hang.set()
+        reactor = started_at_head(
+            store,
+            reactor_for(
+                store, receiver.url, attempts=5, timeout_s=1, backoff=Backoff(base=8, cap=8)
+            ),
+        )
+        store.append(list(calculation(client_ip=WATCHED)))
+        reactor.wake()
+        if moment == "while a POST hangs":
+            wait_until(lambda: len(receiver.requests()) == 1)
+        else:
+            wait_until(lambda: reactor.stats.retries == 1)  # the first timeout is behind it
+        started = time.monotonic()
+        reactor.stop()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 3.0  # at most the 1 s POST timeout, never the 8 s retry wait
+    assert store.load_checkpoint(reactor.name) == 0  # nothing skipped
+    assert [r.method for r in receiver.requests()] == ["POST"] * len(receiver.requests())

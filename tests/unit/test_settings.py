@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from oriserver.config import ConfigError, load_settings
+from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import REGISTRY
 
 
@@ -32,15 +35,22 @@ def test_defaults_need_no_environment_at_all() -> None:
         ("ORI_SHUTDOWN_GRACE_SECONDS", "nan", "between"),
         ("ORI_LOG_FORMAT", "xml", "json, text"),
         ("ORI_LOG_LEVEL", "LOUD", "debug, info"),
-        ("ORI_DATABASE_URL", "mysql://x/y", "only sqlite"),
-        ("ORI_DATABASE_URL", "sqlite:///:memory:", "file path"),
-        ("ORI_DATABASE_URL", "oriserver.db", "must look like"),
         ("ORI_EVENTS_DURABILITY", "eventually", "async, sync"),
         ("ORI_EVENTS_BATCH_SIZE", "0", "between 1"),
         ("ORI_EVENTS_FLUSH_INTERVAL_MS", "0", "between 1"),
         ("ORI_WATCH_IPS", "10.0.0.1, not-an-ip", "'not-an-ip' is not an IP"),
         ("ORI_NOTIFY_WEBHOOK_URL", "ftp://x", "http:// or https://"),
         ("ORI_DB_AUTO_MIGRATE", "maybe", "true or false"),
+        ("ORI_LISTEN_HOST", "256.1.1.1", "not a valid IPv4 address"),
+        ("ORI_LISTEN_HOST", "1.2.3", "not a valid IPv4 address"),
+        ("ORI_LISTEN_HOST", "[::1", "not a valid IPv6 address"),
+        ("ORI_LISTEN_HOST", "[127.0.0.1]", "not a valid IPv6 address"),
+        ("ORI_LISTEN_HOST", "::g", "not a valid IPv6 address"),
+        ("ORI_LISTEN_HOST", "my host", "an IP address or a host name"),
+        ("ORI_LISTEN_HOST", "oriserver.invalid", "does not resolve"),
+        ("ORI_METRICS_LISTEN_HOST", "256.1.1.1", "not a valid IPv4 address"),
+        ("ORI_METRICS_LISTEN_HOST", "[::1", "not a valid IPv6 address"),
+        ("ORI_METRICS_LISTEN_HOST", "oriserver.invalid", "does not resolve"),
     ],
 )
 def test_a_bad_value_fails_with_the_variable_name(name: str, value: str, fragment: str) -> None:
@@ -72,10 +82,98 @@ def test_postgres_turns_auto_migrate_off_unless_asked() -> None:
     ).events.auto_migrate
 
 
-def test_database_passwords_are_redacted_for_logs() -> None:
-    settings = load_settings({"ORI_DATABASE_URL": "postgresql://ori:s3cret@db/ori"})
-    assert "s3cret" not in settings.events.database.redacted()
-    assert settings.events.database.redacted() == "postgresql://ori:***@db/ori"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ori:s3cret@db/ori",
+        "postgres://ori:s3cret@db/ori",
+        "postgresql+psycopg://ori:s3cret@db/ori",
+        "postgresql://ori:s3%63ret@db/ori",  # percent-encoded, as libpq allows
+        "postgresql://ori@db/ori?password=s3cret",
+        "postgresql://ori@db/ori?pass%77ord=s3cret",  # the key percent-encoded
+        "postgresql://ori@db/ori?sslmode=require&sslpassword=s3cret&sslkey=/keys/ori.key",
+        "postgresql://ori:s3cret@db/ori?password=s3cret",
+        "postgresql://ori@db/ori?scram_client_key=czNjcmV0",  # authenticates like a password
+    ],
+)
+def test_every_form_of_database_secret_is_redacted_for_logs(url: str) -> None:
+    database = load_settings({"ORI_DATABASE_URL": url}).events.database
+    shown = database.redacted()
+    for secret in ("s3cret", "s3%63ret", "czNjcmV0"):
+        assert secret not in shown
+        assert secret not in repr(database)
+    options = conninfo_to_dict(shown)  # still something libpq reads, with the rest intact
+    assert options["dbname"] == "ori"
+    assert options["host"] == "db"
+    assert options["user"] == "ori"
+    assert "***" in options.values()
+
+
+def test_each_option_libpq_treats_as_a_password_is_redacted() -> None:
+    passwords = [o.keyword.decode() for o in pq.Conninfo.get_defaults() if o.dispchar == b"*"]
+    assert "password" in passwords
+    assert "sslpassword" in passwords
+    for keyword in passwords:
+        database = DatabaseUrl.parse(f"postgresql://ori@db/ori?{keyword}=s3cret")
+        assert conninfo_to_dict(database.redacted())[keyword] == "***"
+
+
+def test_a_database_url_without_secrets_is_shown_as_given() -> None:
+    url = "postgresql://ori@db.internal:5432/ori?sslmode=verify-full&sslkey=/keys/ori.key"
+    assert load_settings({"ORI_DATABASE_URL": url}).events.database.redacted() == url
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("mysql://u:s3cret@x/y", "only sqlite"),
+        ("sqlite:///:memory:", "file path"),
+        ("oriserver.db", "must look like"),
+        ("postgresql://", "names no database"),
+        ("postgresql://u:s3cret@db.internal", "names no database"),
+        ("postgresql://u:s3cret@127.0.0.1:notaport/x", "port must be a number"),
+        ("postgresql://u@127.0.0.1:0/x?password=s3cret", "port must be a number"),
+        ("postgresql://u@127.0.0.1/x?port=70000&password=s3cret", "port must be a number"),
+        ("postgresql://u@a,b/x?port=5432,5433,5434", "3 ports for 2 hosts"),
+        ("postgresql://u:s3cret@127.0.0.1:5432/db?sslmode=bogus", "sslmode must be one of"),
+        ("postgresql://u@127.0.0.1/db?gssencmode=always", "gssencmode must be one of"),
+        ("postgresql://u@127.0.0.1/db?connect_timeout=soon", "connect_timeout must be a whole"),
+        ("postgresql://u:s3cret@127.0.0.1/db?bogus=1", 'invalid URI query parameter: "bogus"'),
+        ("postgresql://u:s3cret%zz@127.0.0.1/db", "invalid percent-encoded token"),
+        ("postgresql://u@127.0.0.1/db?password=s3cret%zz", "invalid percent-encoded token"),
+        ("postgresql://u:s3cret@[::1/db", 'matching "]"'),
+    ],
+)
+def test_a_bad_database_url_is_refused_without_showing_its_password(
+    value: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ORI_DATABASE_URL": value})
+    message = str(caught.value)
+    assert message.startswith("ORI_DATABASE_URL: ")
+    assert fragment in message
+    assert "s3cret" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "bind_address", "metrics_host"),
+    [
+        ("[::]", "[::]:50051", "::"),
+        ("::", "[::]:50051", "::"),
+        ("0.0.0.0", "0.0.0.0:50051", "0.0.0.0"),
+        ("127.0.0.1", "127.0.0.1:50051", "127.0.0.1"),
+        ("::1", "[::1]:50051", "::1"),
+        ("[::1]", "[::1]:50051", "::1"),
+        ("localhost", "localhost:50051", "localhost"),
+    ],
+)
+def test_listen_hosts_take_addresses_and_resolvable_names_in_the_form_each_server_binds(
+    value: str, bind_address: str, metrics_host: str
+) -> None:
+    settings = load_settings({"ORI_LISTEN_HOST": value, "ORI_METRICS_LISTEN_HOST": value})
+    assert settings.bind_address == bind_address  # gRPC needs IPv6 in brackets
+    assert settings.metrics_listen_host == metrics_host  # the socket API needs it bare
 
 
 def test_watch_list_parses_addresses_and_networks() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from oriserver.config.api import ApiSettings, load_api
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config.listen import listen_host
 from oriserver.config.serving import ServingSettings, load_serving
 from oriserver.config.transport import TransportSettings, load_transport
 from oriserver.domain.watchlist import WatchList
@@ -198,8 +199,16 @@ def _webhook(text: str) -> str | None:
     return text
 
 
+def _database(env: EnvReader) -> DatabaseUrl:
+    # Not env.parsed: its message quotes the value, and this one may hold a password.
+    try:
+        return DatabaseUrl.parse(env.raw(DATABASE_URL))
+    except ValueError as error:
+        raise ConfigError(DATABASE_URL, str(error)) from None
+
+
 def _event_settings(env: EnvReader) -> EventSettings:
-    database = env.parsed(DATABASE_URL, DatabaseUrl.parse)
+    database = _database(env)
     auto_migrate = (
         env.boolean(AUTO_MIGRATE) if env.is_set(AUTO_MIGRATE) else database.dialect == "sqlite"
     )
@@ -252,7 +261,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     env = EnvReader(environ)
     instance = env.raw(INSTANCE_ID) or socket.gethostname()
     return Settings(
-        listen_host=env.text(LISTEN_HOST),
+        listen_host=env.parsed(LISTEN_HOST, lambda text: listen_host(text, bracket_ipv6=True)),
         port=env.integer(PORT, 0, 65535),
         reflection=env.boolean(REFLECTION),
         shutdown_grace_s=env.number(GRACE, 0, 3600),
@@ -267,6 +276,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         api=load_api(env),
         serving=load_serving(env),
         metrics_port=env.integer(METRICS_PORT, 0, 65535),
-        metrics_listen_host=env.text(METRICS_HOST),
+        metrics_listen_host=env.parsed(
+            METRICS_HOST, lambda text: listen_host(text, bracket_ipv6=False)
+        ),
         workers=env.integer(WORKERS, 1, 64),
     )

@@ -2,11 +2,13 @@
 
 Delivery is at least once: the checkpoint moves past an event only after its
 notification was logged and, when a webhook is set, accepted by the receiver.
-A receiver that keeps failing pauses the reactor on that event (counted and
-logged) instead of skipping it; one that rejects a payload outright (a 4xx
-other than 408/429) gets it logged in full as dead-lettered, then the reactor
-moves on. The first time the reactor runs it starts at the head of the log:
-enabling a watch list does not notify about the past.
+A receiver that keeps failing (any 5xx or 3xx, 408, 425, 429, a timeout, no
+connection) pauses the reactor on that event instead of skipping it: one
+WARNING per pause, rate-limited, with the attempt count; the attempts
+themselves are DEBUG lines. One that rejects a payload outright (any other
+4xx) gets it logged in full as dead-lettered, then the reactor moves on. The
+first time the reactor runs it starts at the head of the log: enabling a
+watch list does not notify about the past.
 """
 
 from __future__ import annotations
@@ -94,11 +96,16 @@ class WatchListReactor(LeasedWorker):
                 extra={"detail": delivery.detail, "notification": payload},
             )
             return
+        # The worker logs this once per pause (rate-limited) and retries the same event.
         raise DeliveryPaused(
-            f"webhook failed {delivery.attempts} times ({delivery.detail}); will retry"
+            f"webhook failed {delivery.attempts} times for event {event_id} "
+            f"({delivery.detail}); paused, will retry"
         )
 
-    def _before_retry(self, attempt: int, reason: str) -> bool:
+    def _before_retry(self, attempt: int, reason: str, delay_s: float) -> bool:
+        """Wait before the next attempt; give up at once when asked to stop or the lease is lost."""
         self._count("retries")
-        log.info("webhook attempt failed; retrying", extra={"attempt": attempt, "reason": reason})
-        return not self.stopping and self.renew_lease()
+        log.debug("webhook attempt failed", extra={"attempt": attempt, "reason": reason})
+        if self._stop.wait(delay_s):  # set by stop(): a retry wait must not delay shutdown
+            return False
+        return self.renew_lease()

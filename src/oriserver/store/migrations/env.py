@@ -7,16 +7,14 @@ auto-migrate at the same moment (or a Job racing a developer) cannot collide.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Engine, text
 
 MIGRATION_LOCK_KEY = 0x6F72690001  # "ori" + 1: an arbitrary, project-unique advisory lock id
 
 
 def run_migrations_online() -> None:
-    config = context.config
-    url = config.get_main_option("sqlalchemy.url")
-    assert url is not None
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = context.config.attributes.get("engine")
+    assert isinstance(engine, Engine), "run through oriserver.store.migrate, which makes the engine"
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
@@ -31,7 +29,6 @@ def run_migrations_online() -> None:
                     text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
                 )
                 connection.commit()
-    engine.dispose()
 
 
 if context.is_offline_mode():
