@@ -1,7 +1,8 @@
-"""The package's metadata tells the truth: its licence and its version, written once."""
+"""The package's metadata tells the truth: licence, version (written once) and dependency floors."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -13,11 +14,15 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 import oriserver
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+GENERATED = ROOT / "src" / "oriserver" / "_generated"
 
 
 class Wheel:
@@ -93,3 +98,80 @@ def test_the_installed_metadata_and_a_built_wheel_carry_the_package_version(
 ) -> None:
     assert metadata.version("oriserver") == oriserver.__version__, "reinstall: pip install -e ."
     assert wheel.metadata["Version"] == oriserver.__version__
+
+
+def _protobuf_runtime_needed(module: Path) -> Version:
+    """The version in the module's ValidateProtobufRuntimeVersion(domain, major, minor, patch, ...)."""
+    for node in ast.walk(ast.parse(module.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "ValidateProtobufRuntimeVersion"
+        ):
+            major, minor, patch, suffix = (ast.literal_eval(a) for a in node.args[1:5])
+            return Version(f"{major}.{minor}.{patch}{suffix}")
+    raise AssertionError(f"{module.name} does not check its protobuf runtime")
+
+
+def _grpc_needed(module: Path) -> Version:
+    """The grpcio version the module refuses to import below (GRPC_GENERATED_VERSION)."""
+    for node in ast.parse(module.read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and ast.unparse(node.targets[0]) == "GRPC_GENERATED_VERSION"
+        ):
+            return Version(ast.literal_eval(node.value))
+    raise AssertionError(f"{module.name} has no GRPC_GENERATED_VERSION")
+
+
+def _declared_floors() -> dict[str, Version]:
+    """The lower bound of every runtime and dev requirement in pyproject.toml."""
+    lines = [*PYPROJECT["dependencies"], *PYPROJECT["optional-dependencies"]["dev"]]
+    floors: dict[str, Version] = {}
+    for requirement in map(Requirement, lines):
+        for specifier in requirement.specifier:
+            if specifier.operator == ">=":
+                floors[canonicalize_name(requirement.name)] = Version(specifier.version)
+    return floors
+
+
+def test_the_declared_floors_are_the_versions_the_generated_code_needs() -> None:
+    """Regenerating with a newer grpcio-tools fails here until pyproject.toml follows."""
+    protobuf_needed = max(map(_protobuf_runtime_needed, GENERATED.rglob("*_pb2.py")))
+    grpc_needed = max(map(_grpc_needed, GENERATED.rglob("*_pb2_grpc.py")))
+    floors = _declared_floors()
+    wanted = {
+        "protobuf": protobuf_needed,
+        "grpcio": grpc_needed,
+        "grpcio-health-checking": grpc_needed,
+        "grpcio-reflection": grpc_needed,
+        "grpcio-tools": grpc_needed,  # the generator writes its own version into the code
+    }
+    too_low = {
+        name: f">={floors[name]} but needs {need}"
+        for name, need in wanted.items()
+        if floors[name] < need
+    }
+    assert too_low == {}
+
+
+@pytest.mark.parametrize("lock", ["runtime.txt", "dev.txt"])
+def test_the_lock_files_satisfy_the_declared_requirements(lock: str) -> None:
+    """A floor raised above a pinned version needs scripts/lock."""
+    text = (ROOT / "requirements" / lock).read_text()
+    pinned = {
+        canonicalize_name(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", text, re.MULTILINE)
+    }
+    lines = PYPROJECT["dependencies"] + (
+        PYPROJECT["optional-dependencies"]["dev"] if lock == "dev.txt" else []
+    )
+    environment = {"python_version": "3.11", "sys_platform": "linux", "extra": ""}
+    unmet: list[str] = []
+    for requirement in map(Requirement, lines):
+        if requirement.marker is not None and not requirement.marker.evaluate(environment):
+            continue
+        locked = pinned.get(canonicalize_name(requirement.name))
+        if locked is None or locked not in requirement.specifier:
+            unmet.append(f"{requirement} (locked: {locked})")
+    assert unmet == []
