@@ -35,7 +35,7 @@ RUN python -m venv /opt/venv \
 # Then the project, built into a wheel without network access (hatchling and
 # editables come from requirements/build.txt) and installed without its
 # dependencies, which are already in place from the lock.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src/ src/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/venv/bin/pip install --no-deps /wheels/oriserver-*.whl

@@ -1,7 +1,8 @@
 # Sourced by the other scripts: create or refresh the project's .venv from the lock files.
 #
 # A stamp per lock records what is installed, so an unchanged checkout skips
-# pip entirely and a changed lock file (or pyproject.toml) reinstalls.
+# pip entirely and a changed lock file (or pyproject.toml, or the version in
+# src/oriserver/__init__.py, which the installed metadata copies) reinstalls.
 
 set -euo pipefail
 
@@ -36,7 +37,7 @@ ensure_venv() {
     local lock stamp want
     for lock in "$@"; do
         stamp="$VENV/.installed-$lock"
-        want="$(cat "$ROOT/requirements/$lock.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+        want="$(cat "$ROOT/requirements/$lock.txt" "$ROOT/pyproject.toml" "$ROOT/src/oriserver/__init__.py" | sha256sum | cut -d' ' -f1)"
         if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
             echo "installing requirements/$lock.txt into $VENV" >&2
             "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \

@@ -246,6 +246,9 @@ def test_the_wheel_builds_offline_from_exactly_what_the_dockerfile_copies(
         scripts = archive.read(entry_points).decode()
     assert "oriserver/cli/server_main.py" in names
     assert "oriserver/_generated/mathhelper_pb2.py" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), (
+        "the image ships the licence"
+    )
     # `oriserver db upgrade` needs the Alembic scripts inside the package.
     assert "oriserver/store/migrations/env.py" in names
     assert "oriserver/store/migrations/script.py.mako" in names

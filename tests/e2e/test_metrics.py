@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import grpc
@@ -63,7 +64,7 @@ def test_counters_count_every_call_and_event(tmp_path: Path) -> None:
         assert value(samples, "ori_events_dropped_total") == 0
         assert value(samples, "ori_events_store_up") == 1
         assert value(samples, "ori_events_buffer_capacity") == 100000
-        assert value(samples, "ori_build_info", version="0.1.0") == 1
+        assert value(samples, "ori_build_info", version=metadata.version("oriserver")) == 1
         assert value(samples, "ori_rpc_in_flight", **rpc, method="Summation") == 0
         checkpoint = wait_for_value(
             metrics_port, "ori_projection_checkpoint_position", 84, projection="running_totals"

@@ -17,22 +17,31 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
-from tests.support.servers import server_env, start_server_process
+from tests.support.servers import ServerProcess, server_env, start_server_process
 
 pytestmark = pytest.mark.slow
 
 
+def _attributes(pairs) -> dict[str, object]:
+    """OTLP KeyValue pairs as a plain dict (each value in its own type: str, int, ...)."""
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in pairs}
+
+
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
-    """A real OTLP/gRPC receiver that keeps every span it is sent."""
+    """A real OTLP/gRPC receiver that keeps every span it is sent, with its resource and scope."""
 
     def __init__(self) -> None:
         self.spans: list[object] = []
+        self.resources: list[dict[str, object]] = []
+        self.schema_urls: set[str] = set()
         self.lock = threading.Lock()
 
     def Export(self, request, context):  # noqa: N802 - the OTLP method name
         with self.lock:
             for resource in request.resource_spans:
+                self.resources.append(_attributes(resource.resource.attributes))
                 for scope in resource.scope_spans:
+                    self.schema_urls.add(scope.schema_url)
                     self.spans.extend(scope.spans)
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -105,6 +114,105 @@ def test_each_rpc_gets_a_span_whose_trace_id_is_in_the_log_and_the_events(
         )
     )
     assert stored == {"Summation": summation_trace, "Factorial": factorial_trace}
+
+
+def _traced_server(tmp_path: Path, port: int, extra: dict[str, str]) -> ServerProcess:
+    return start_server_process(tmp_path, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "", "OTEL_RESOURCE_ATTRIBUTES": "",
+        **extra,
+    })  # fmt: skip
+
+
+def _stop(server: ServerProcess) -> None:
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0  # shutdown exports what is still batched
+
+
+@pytest.mark.parametrize(
+    ("environment", "service_name"),
+    [
+        ({"OTEL_SERVICE_NAME": "billing"}, "billing"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=ledger,team=maths"}, "ledger"),
+        ({"OTEL_SERVICE_NAME": "billing", "OTEL_RESOURCE_ATTRIBUTES": "service.name=x"}, "billing"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "team=maths"}, "oriserver"),
+        ({}, "oriserver"),
+    ],
+    ids=["service-name", "resource-attributes", "service-name-wins", "other-attributes", "unset"],
+)
+def test_the_service_is_named_by_the_opentelemetry_variables_and_oriserver_only_by_default(
+    tmp_path: Path, collector, environment: dict[str, str], service_name: str
+) -> None:
+    receiver, port = collector
+    server = _traced_server(tmp_path, port, environment)
+    with grpc.insecure_channel(server.target) as channel:
+        pb_grpc.MathHelperStub(channel).Summation(pb.SummationInput(first=1, last=2), timeout=5)
+    _stop(server)
+    assert receiver.resources
+    for resource in receiver.resources:
+        assert resource["service.name"] == service_name
+        if "team=maths" in environment.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+            assert resource["team"] == "maths"
+
+
+def test_spans_carry_the_grpc_semantic_convention_attributes(tmp_path: Path, collector) -> None:
+    """OpenTelemetry semantic conventions v1.44, gRPC server spans."""
+    receiver, port = collector
+    server = _traced_server(tmp_path, port, {})
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.MathHelperStub(channel)
+        stub.Summation(pb.SummationInput(first=1, last=2), timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Factorial(pb.FactorialInput(base=-4), timeout=5)
+    _stop(server)
+    spans = {s.name: s for s in receiver.spans if s.name.startswith("MathHelper/")}
+    summation = _attributes(spans["MathHelper/Summation"].attributes)
+    factorial = _attributes(spans["MathHelper/Factorial"].attributes)
+    client_port = summation.pop("network.peer.port")
+    assert isinstance(client_port, int)
+    assert 0 < client_port != server.port
+    assert summation == {
+        "rpc.system.name": "grpc",
+        "rpc.method": "MathHelper/Summation",
+        "rpc.response.status_code": "OK",
+        "network.peer.address": "127.0.0.1",
+    }
+    # A refused argument is the caller's fault: the status is recorded, the span is no error.
+    assert factorial["rpc.method"] == "MathHelper/Factorial"
+    assert factorial["rpc.response.status_code"] == refused.value.code().name
+    assert "error.type" not in factorial
+    assert spans["MathHelper/Factorial"].status.code == 0  # STATUS_CODE_UNSET
+    assert receiver.schema_urls == {"https://opentelemetry.io/schemas/1.44.0"}
+
+
+def test_a_server_side_failure_marks_the_span_as_an_error_with_its_type() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from oriserver.telemetry.tracing import RpcTracer
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = RpcTracer(provider)
+    tracer.begin("/ori.events.v1.EventsService/ListEvents", [], "ipv6:[::1]:40404").end(
+        "UNAVAILABLE"
+    )
+    tracer.begin("/MathHelper/Summation", [], "unix:/run/ori.sock").end("CANCELLED")
+    failed, cancelled = exporter.get_finished_spans()
+    assert failed.name == "ori.events.v1.EventsService/ListEvents"
+    assert failed.attributes["error.type"] == "UNAVAILABLE"
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes["network.peer.address"], failed.attributes["network.peer.port"]) == (
+        "::1",
+        40404,
+    )
+    assert "error.type" not in cancelled.attributes
+    assert cancelled.status.status_code == StatusCode.UNSET
+    assert cancelled.attributes["network.peer.address"] == "/run/ori.sock"
+    assert "network.peer.port" not in cancelled.attributes
 
 
 def test_otel_variables_without_the_extra_installed_only_warn(tmp_path: Path) -> None:

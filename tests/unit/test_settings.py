@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
 import pytest
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from oriserver.config import ConfigError, load_settings
+from oriserver.cli.client_config import ClientDefaults, client_defaults
+from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.config.database import DatabaseUrl
-from oriserver.config.env import REGISTRY
+from oriserver.config.env import REGISTRY, Variable
+from tests.security.pki import Pki, make_pki
 
 
 def test_defaults_need_no_environment_at_all() -> None:
@@ -186,8 +192,78 @@ def test_blank_values_mean_the_default() -> None:
     assert load_settings({"ORI_PORT": "  "}).port == 50051
 
 
-def test_every_variable_is_documented_with_a_default_and_help() -> None:
+def test_every_variable_is_documented_with_help() -> None:
     for variable in REGISTRY.values():
         assert variable.name.startswith("ORI_")
         assert variable.help.strip()
-        assert variable.documented_default
+
+
+def _configuration(environ: Mapping[str, str]) -> tuple[Settings, ClientDefaults]:
+    """Everything the server and ``ori`` read from the environment."""
+    return load_settings(environ), client_defaults(environ)
+
+
+def _leaves(value: object, path: str = "") -> dict[str, object]:
+    """The configuration flattened to its scalar fields, keyed by their dotted path."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return {path: value}
+    leaves: dict[str, object] = {}
+    for item in dataclasses.fields(value):
+        leaves.update(_leaves(getattr(value, item.name), f"{path}.{item.name}"))
+    return leaves
+
+
+def _leaves_of(configuration: tuple[Settings, ClientDefaults]) -> dict[str, object]:
+    server, client = configuration
+    return _leaves(server, "server") | _leaves(client, "client")
+
+
+def _fixed_defaults() -> list[Variable]:
+    return [v for v in REGISTRY.values() if v.default and not v.shown_default]
+
+
+@pytest.mark.parametrize("variable", _fixed_defaults(), ids=lambda v: v.name)
+def test_a_documented_default_is_the_value_in_effect_when_unset(variable: Variable) -> None:
+    """Setting a variable to the default the README shows changes nothing."""
+    assert _configuration({variable.name: variable.default}) == _configuration({})
+
+
+def _probes(pki: Pki) -> dict[str, dict[str, str]]:
+    """A valid setting for each variable without a fixed default (TLS files come in pairs)."""
+    server_tls = {
+        "ORI_TLS_CERT_FILE": str(pki.server.cert_file),
+        "ORI_TLS_KEY_FILE": str(pki.server.key_file),
+    }
+    return {
+        "ORI_TLS_CERT_FILE": server_tls,
+        "ORI_TLS_KEY_FILE": server_tls,
+        "ORI_TLS_CLIENT_CA_FILE": {**server_tls, "ORI_TLS_CLIENT_CA_FILE": str(pki.ca.cert_file)},
+        "ORI_INSTANCE_ID": {"ORI_INSTANCE_ID": "probe"},
+        "ORI_DB_AUTO_MIGRATE": {"ORI_DB_AUTO_MIGRATE": "false"},
+        "ORI_WATCH_IPS": {"ORI_WATCH_IPS": "192.0.2.1"},
+        "ORI_NOTIFY_WEBHOOK_URL": {"ORI_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook"},
+        "ORI_TLS_CA_FILE": {"ORI_TLS_CA_FILE": str(pki.ca.cert_file)},
+        "ORI_TLS_CLIENT_CERT_FILE": {"ORI_TLS_CLIENT_CERT_FILE": str(pki.client.cert_file)},
+        "ORI_TLS_CLIENT_KEY_FILE": {"ORI_TLS_CLIENT_KEY_FILE": str(pki.client.key_file)},
+        "ORI_TLS_SERVER_NAME": {"ORI_TLS_SERVER_NAME": "probe.example"},
+    }
+
+
+def test_a_variable_documented_as_empty_leaves_its_settings_empty(tmp_path: Path) -> None:
+    """ "(empty)" in the README is true: unset, the settings it controls hold nothing.
+
+    A default computed in the code (the host name, true for SQLite) must be described
+    with ``shown=``, or the README would claim the variable is empty.
+    """
+    probes = _probes(make_pki(tmp_path))
+    unset = _leaves_of(_configuration({}))
+    for variable in REGISTRY.values():
+        if variable.default:
+            continue
+        assert variable.name in probes, f"add a valid value for {variable.name} to _probes"
+        probed = _leaves_of(_configuration(probes[variable.name]))
+        controlled = [path for path, value in probed.items() if unset[path] != value]
+        assert controlled, f"{variable.name}: the probe changed no setting"
+        if variable.documented_default == "(empty)":
+            filled = {path: unset[path] for path in controlled if unset[path]}
+            assert not filled, f"{variable.name} is documented as empty, but unset gives {filled}"

@@ -15,6 +15,7 @@ from typing import cast
 
 import grpc
 
+from oriserver import __version__
 from oriserver.cli import client_commands, client_tls
 from oriserver.cli.arguments import int64, port, positive_seconds
 from oriserver.cli.client_config import ClientDefaults, client_defaults
@@ -72,6 +73,7 @@ def build_parser(defaults: ClientDefaults) -> argparse.ArgumentParser:
         epilog="examples:\n  ori summation 2 40\n  ori factorial -5\n  ori --host db.example --json health",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ori {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ TLS = variable(
     "ORI_TLS",
     "false",
     "`ori` connects with TLS (`--tls`, `--no-tls`); when unset, a CA or client file implies it.",
+    shown="false, unless a CA or client file is set",
 )
 CA_FILE = variable(
     "ORI_TLS_CA_FILE",

@@ -1,11 +1,18 @@
-"""``ori totals`` and ``ori events``: read the event log over the ori.events.v1 API."""
+"""``ori totals`` and ``ori events``: read the event log over the ori.events.v1 API.
+
+``ori events --follow`` outlives server restarts: the server ends open streams with
+UNAVAILABLE when it shuts down, and the follower subscribes again after the last
+position it printed, so nothing is skipped or printed twice.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, cast
 
 import grpc
 from google.protobuf import json_format
@@ -13,10 +20,17 @@ from google.protobuf import json_format
 from oriserver._generated.ori.events.v1 import events_pb2 as pb
 from oriserver._generated.ori.events.v1 import events_pb2_grpc as pb_grpc
 from oriserver.cli.arguments import non_negative, positive
+from oriserver.recording.backoff import Backoff
 
 AddCommand = Callable[[str, str, str], argparse.ArgumentParser]
 
 METHOD_CHOICES = {"summation": pb.METHOD_SUMMATION, "factorial": pb.METHOD_FACTORIAL}
+# A restarting or unreachable server (UNAVAILABLE), too many subscriptions or a subscriber
+# that fell behind (RESOURCE_EXHAUSTED): the server asks for a retry. Anything else ends it.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# A resubscription still open after this long is back; a refused one fails at once.
+CONFIRM_SECONDS = 1.0
+
 TYPE_CHOICES = {
     "requested": pb.EVENT_TYPE_CALCULATION_REQUESTED,
     "succeeded": pb.EVENT_TYPE_CALCULATION_SUCCEEDED,
@@ -47,7 +61,9 @@ def register(command: AddCommand) -> None:
         help="print at most N events (default: 100 without --follow, no limit with it)",
     )
     events.add_argument(
-        "--follow", action="store_true", help="keep streaming new events until interrupted"
+        "--follow",
+        action="store_true",
+        help="keep streaming new events until interrupted, reconnecting when the server restarts",
     )
     events.add_argument("--method", choices=sorted(METHOD_CHOICES), help="only this method")
     events.add_argument(
@@ -127,18 +143,69 @@ def events(args: argparse.Namespace, channel: grpc.Channel, out: TextIO) -> int:
     return 0
 
 
+class _Outage:
+    """Says once per outage on stderr that the stream is lost, then that it is back,
+    and paces the attempts in between (capped exponential backoff with jitter)."""
+
+    def __init__(self, err: TextIO) -> None:
+        self._err = err
+        self._backoff = Backoff(base=0.25, cap=5.0)
+        self.active = False
+
+    def lost(self, reason: str) -> None:
+        if not self.active:
+            self.active = True
+            print(f"ori: event stream lost ({reason}); reconnecting", file=self._err, flush=True)
+        time.sleep(self._backoff.next_delay())
+
+    def back(self, position: int) -> None:
+        self.active = False
+        self._backoff.reset()
+        print(f"ori: reconnected; following from position {position}", file=self._err, flush=True)
+
+
+def _reason(error: grpc.RpcError) -> str:
+    call = cast("grpc.Call", error)
+    details = " ".join((call.details() or "").split())  # one line, whatever grpc put there
+    return f"{call.code().name}: {details}"
+
+
+def _confirm(stream: grpc.Future[object]) -> None:
+    """Return once the new subscription has stayed open for a moment; raise if it failed."""
+    try:
+        # grpc-stubs leaves out the timeout that grpc.Future.exception takes.
+        failure = stream.exception(timeout=CONFIRM_SECONDS)  # type: ignore[call-arg]
+    except grpc.FutureTimeoutError:
+        return
+    if isinstance(failure, grpc.RpcError):
+        raise failure
+
+
 def _follow(
     stub: pb_grpc.EventsServiceStub, args: argparse.Namespace, method: int, kind: int, out: TextIO
 ) -> int:
-    start = args.start
-    if start is None:  # like tail -f: only what happens from now on
-        head = stub.ListEvents(
-            pb.ListEventsRequest(page_size=1), timeout=args.timeout
-        ).head_position
-        start = head + 1
-    request = pb.SubscribeEventsRequest(from_position=start, method=method, type=kind)  # type: ignore[arg-type]
-    for printed, reply in enumerate(stub.SubscribeEvents(request), start=1):  # no deadline
-        _print_event(reply.event, args.json, out)
-        if args.limit is not None and printed >= args.limit:
-            break
-    return 0
+    # First contact: a server that is down, or has no events API, ends the follower at once.
+    head = stub.ListEvents(pb.ListEventsRequest(page_size=1), timeout=args.timeout).head_position
+    position = head + 1 if args.start is None else args.start  # like tail -f by default
+    remaining = args.limit
+    outage = _Outage(sys.stderr)
+    while True:
+        request = pb.SubscribeEventsRequest(from_position=position, method=method, type=kind)  # type: ignore[arg-type]
+        try:
+            stream = stub.SubscribeEvents(request)  # no deadline
+            if outage.active:
+                _confirm(cast("grpc.Future[object]", stream))
+                outage.back(position)
+            for reply in stream:
+                _print_event(reply.event, args.json, out)
+                position = reply.event.position + 1
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return 0
+        except grpc.RpcError as error:
+            if cast("grpc.Call", error).code() not in RETRYABLE:
+                raise
+            outage.lost(_reason(error))
+        else:
+            outage.lost("the server ended the stream")
