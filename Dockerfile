@@ -72,9 +72,12 @@ USER 10001:10001
 EXPOSE 50051 9464
 
 # `ori health` asks the standard grpc.health.v1 service on localhost:$ORI_PORT
-# and exits 0 only for SERVING. It speaks plaintext: with ORI_TLS_* set, disable
-# this check (docker run --no-healthcheck). Kubernetes ignores it and uses its
-# own gRPC probes (deploy/k8s/base/deployment.yaml).
+# and exits 0 only for SERVING. It reads the client's variables from the
+# container: plaintext by default, TLS once ORI_TLS_CA_FILE is set (with
+# ORI_TLS_SERVER_NAME when the certificate does not name localhost; the
+# server's own ORI_TLS_CERT_FILE is not enough), as
+# tests/delivery/test_image_healthcheck.py shows. Kubernetes ignores it and
+# uses its own probes (deploy/k8s/base/deployment.yaml, components/tls).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 CMD ["ori", "health"]
 
 # SIGTERM starts the graceful shutdown: NOT_SERVING, in-flight calls get

@@ -140,7 +140,7 @@ def test_the_image_serves_by_default_and_runs_admin_commands_as_arguments() -> N
     assert "ori" in project_scripts()
 
 
-@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
+@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"], ["db", "wait"]])
 def test_the_commands_the_image_compose_and_kubernetes_run_exist(command: list[str]) -> None:
     result = run_tool("oriserver", *command, "--help")
     assert result.returncode == 0, explain(result)

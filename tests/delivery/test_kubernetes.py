@@ -178,7 +178,7 @@ def test_the_config_map_holds_only_real_settings_that_parse(
 ) -> None:
     docs = rendered[overlay]
     for name, pod in pod_specs(docs):
-        for item in pod["containers"]:
+        for item in pod.get("initContainers", []) + pod["containers"]:
             for source in item.get("envFrom", []):
                 data = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
                 unknown = sorted(set(data) - set(REGISTRY))
@@ -215,7 +215,7 @@ def test_the_server_never_migrates_and_a_job_runs_db_upgrade(
 def test_database_credentials_come_from_a_secret(rendered: Rendered, overlay: str) -> None:
     docs = rendered[overlay]
     for name, pod in pod_specs(docs):
-        for item in pod["containers"]:
+        for item in pod.get("initContainers", []) + pod["containers"]:
             for entry in item.get("env", []):
                 if entry["name"] in {"PGPASSWORD", "POSTGRES_PASSWORD"}:
                     assert "value" not in entry, name
@@ -376,7 +376,7 @@ def test_postgres_is_a_statefulset_with_a_volume_behind_a_headless_service(
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_images_are_pinned_to_a_tag(rendered: Rendered, overlay: str) -> None:
     for name, pod in pod_specs(rendered[overlay]):
-        for item in pod["containers"]:
+        for item in pod.get("initContainers", []) + pod["containers"]:
             image = item["image"]
             tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
             assert tag, f"{name}: {image} has no tag"

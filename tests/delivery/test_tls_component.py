@@ -21,6 +21,7 @@ from oriserver.config import load_settings
 from tests.delivery.test_kubernetes import KUBERNETES_VERSIONS
 from tests.delivery.tools import (
     OVERLAY_DIR,
+    by_kind,
     container,
     find_tool,
     one,
@@ -51,7 +52,7 @@ def test_the_overlay_passes_strict_schema_validation(
     assert rendered_schema_problems(tls_overlay, tmp_path, version) == []
 
 
-def test_it_changes_only_the_server_pods_and_the_ingress_backend_protocol(
+def test_it_changes_only_the_server_pods_the_ingress_and_the_grpc_ports_protocol(
     tls_overlay: Docs, rendered: dict[str, Docs]
 ) -> None:
     def key(doc: Mapping[str, Any]) -> tuple[str, str]:
@@ -61,9 +62,38 @@ def test_it_changes_only_the_server_pods_and_the_ingress_backend_protocol(
     tls = {key(doc): doc for doc in tls_overlay}
     assert set(tls) == set(prod)
     changed = {k for k in prod if prod[k] != tls[k]}
-    assert changed == {("Deployment", "oriserver"), ("Ingress", "oriserver")}
+    services = {k for k in prod if k[0] == "Service" and k[1] != "oriserver-postgres"}
+    assert changed == {("Deployment", "oriserver"), ("Ingress", "oriserver"), *services}
     annotations = tls["Ingress", "oriserver"]["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    for name in services:
+        pairs = zip(prod[name]["spec"]["ports"], tls[name]["spec"]["ports"], strict=True)
+        for before, after in pairs:
+            assert {**after, "appProtocol": before["appProtocol"]} == before, name
+
+
+# Kubernetes' own name for cleartext HTTP/2, and the IANA service name for HTTP over TLS
+# (HTTP/2 is then agreed by ALPN); Kubernetes defines no name of its own for the latter.
+APP_PROTOCOL = {False: "kubernetes.io/h2c", True: "https"}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod", "prod-tls"])
+def test_every_service_port_to_the_pods_grpc_names_the_protocol_the_pods_speak(
+    rendered: dict[str, Docs], tls_overlay: Docs, overlay: str
+) -> None:
+    docs = tls_overlay if overlay == "prod-tls" else rendered[overlay]
+    env = {item["name"] for item in server_container(docs).get("env", [])}
+    serves_tls = "ORI_TLS_CERT_FILE" in env
+    assert serves_tls == (overlay == "prod-tls")
+    grpc_ports = [
+        (service["metadata"]["name"], port)
+        for service in by_kind(docs, "Service")
+        for port in service["spec"]["ports"]
+        if port["targetPort"] == "grpc"
+    ]
+    assert len(grpc_ports) >= 2
+    for name, port in grpc_ports:
+        assert port.get("appProtocol") == APP_PROTOCOL[serves_tls], name
 
 
 def test_the_server_reads_its_certificate_from_the_mounted_secret(tls_overlay: Docs) -> None:

@@ -1,4 +1,5 @@
-"""The CI/CD workflow passes actionlint, runs the whole gate, and publishes only from main and tags."""
+"""The CI/CD workflow passes actionlint, runs the whole gate, builds the image on pull
+requests without pushing it, and publishes only from main and tags."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.tools import OVERLAY_DIR, ROOT, WORKFLOW, explain, run_tool
+from tests.delivery.tools import (
+    OVERLAY_DIR,
+    ROOT,
+    WORKFLOW,
+    by_kind,
+    explain,
+    one,
+    render_overlay,
+    run_tool,
+)
 
 Workflow = dict[str, Any]
 
@@ -100,6 +110,33 @@ def test_images_are_pushed_only_from_main_and_version_tags_with_layer_caching(
     assert build["with"]["file"] == "Dockerfile"
 
 
+def test_pull_requests_build_and_start_the_image_without_pushing_it(workflow: Workflow) -> None:
+    (name,) = [
+        name
+        for name, job in workflow["jobs"].items()
+        if "pull_request" in job.get("if", "") and steps_using(job, "docker/build-push-action")
+    ]
+    check = workflow["jobs"][name]
+    assert " ".join(check["if"].split()) == "github.event_name == 'pull_request'"
+    assert "needs" not in check, "a broken Dockerfile shows even when a test fails"
+    assert not steps_using(check, "docker/login-action"), "no registry credentials"
+    assert "write" not in check.get("permissions", workflow["permissions"]).values()
+    (build,) = steps_using(check, "docker/build-push-action")
+    (release,) = steps_using(workflow["jobs"]["image"], "docker/build-push-action")
+    assert build["with"]["push"] is False
+    assert (build["with"]["context"], build["with"]["file"]) == (
+        release["with"]["context"],
+        release["with"]["file"],
+    ), "the image a pull request builds is the one a merge pushes"
+    assert build["with"]["load"] is True
+    tag = build["with"]["tags"]
+    commands = scripts(check)
+    assert f"docker run --rm {tag} --version" in commands
+    assert f"docker run --detach --name oriserver-pr {tag}" in commands
+    assert ".State.Health.Status" in commands, "the HEALTHCHECK is waited for"
+    assert '[ "$status" = healthy ]' in commands
+
+
 def test_every_action_is_pinned_to_a_major_version_or_a_commit(workflow: Workflow) -> None:
     used = [
         step["uses"] for job in workflow["jobs"].values() for step in job["steps"] if "uses" in step
@@ -129,5 +166,15 @@ def test_the_manual_deploy_pins_the_image_and_applies_the_prod_overlay(
     assert 'kustomize edit set image "oriserver=$image"' in commands
     assert "kubectl apply -k deploy/k8s/overlays/prod" in commands
     assert "wait --for=condition=complete job/oriserver-db-upgrade" in commands
+    # The previous Job goes before the apply: its pod template cannot take a new image.
+    delete = commands.index("delete job oriserver-db-upgrade --ignore-not-found")
+    assert delete < commands.index("kubectl apply -k deploy/k8s/overlays/prod")
+    prod = render_overlay(OVERLAY_DIR / "prod")
+    (namespace,) = by_kind(prod, "Namespace")
+    assert deploy["env"]["NAMESPACE"] == namespace["metadata"]["name"]
+    # It waits for the migration as long as the Job may run.
+    deadline = one(prod, "Job", "oriserver-db-upgrade")["spec"]["activeDeadlineSeconds"]
+    (wait_for,) = re.findall(r"job/oriserver-db-upgrade --timeout=(\d+)m", commands)
+    assert int(wait_for) * 60 >= deadline
     assert "${{" not in commands, "inputs reach scripts through env, never inline"
     assert (OVERLAY_DIR / "prod" / "kustomization.yaml").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from oriserver.config import Settings
 from oriserver.errors import StoreError
@@ -43,6 +44,46 @@ def db_current(settings: Settings) -> int:
         f"{database.redacted()}: revision {current or 'none'} (this version needs {head}; {state})"
     )
     return EXIT_OK if current == head else EXIT_FAILURE
+
+
+def db_wait(settings: Settings, *, timeout_s: float, interval_s: float) -> int:
+    """Wait until the schema is at the revision this version needs; never migrates.
+
+    Exit 0 once it is, 1 when timeout_s passes first. One line per change of state, so
+    an init container's log reads as a short story rather than a line per attempt."""
+    from oriserver.store import migrate
+
+    database = settings.events.database
+    head = migrate.head_revision()
+    deadline = time.monotonic() + timeout_s
+    last_state = ""
+    while True:
+        state = _schema_state(settings, head)
+        if state is None:
+            print(f"ready: {database.redacted()} is at revision {head}", flush=True)
+            return EXIT_OK
+        if state != last_state:
+            print(f"waiting for revision {head}: {state}", flush=True)
+            last_state = state
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            print(
+                f"oriserver: gave up after {timeout_s:g} s waiting for revision {head}: {state}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        time.sleep(min(interval_s, remaining))
+
+
+def _schema_state(settings: Settings, head: str) -> str | None:
+    """None when the schema is at head, else what stands in the way."""
+    from oriserver.store import migrate
+
+    try:
+        current = migrate.current_revision(settings.events.database) if _exists(settings) else None
+    except StoreError as error:
+        return str(error)
+    return None if current == head else f"the database is at revision {current or 'none'}"
 
 
 def events_rebuild(settings: Settings) -> int:

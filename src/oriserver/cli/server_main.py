@@ -7,6 +7,7 @@ configuration error. Users see one-line errors, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from oriserver import __version__
+from oriserver.cli.arguments import positive_seconds
 from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.logs import configure_logging
 
@@ -58,6 +60,28 @@ def _parser() -> argparse.ArgumentParser:
         help="show the schema revision (exit 1 if an upgrade is needed)",
         description="Show the database's schema revision; exit 1 if it is not the one this version needs.",
         epilog="example: oriserver db current",
+    )
+    wait = db_commands.add_parser(
+        "wait",
+        help="wait until the schema is current (exit 1 on timeout); never migrates",
+        description="Wait until ORI_DATABASE_URL answers and its schema is at the revision this "
+        "version needs, printing a line whenever that changes. Exit 0 when it is, 1 on timeout. "
+        "It never migrates: that is `oriserver db upgrade`.",
+        epilog="example: oriserver db wait --timeout 900",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up after this long (default: 300)",
+    )
+    wait.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="pause between checks (default: 2)",
     )
     events = commands.add_parser("events", help="event log tasks", description="Event log tasks.")
     event_commands = events.add_subparsers(dest="events_command", metavar="TASK", required=True)
@@ -124,6 +148,8 @@ def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
 def _admin(args: argparse.Namespace) -> Callable[[Settings], int] | None:
     from oriserver.cli import admin
 
+    if args.command == "db" and args.db_command == "wait":
+        return functools.partial(admin.db_wait, timeout_s=args.timeout, interval_s=args.interval)
     if args.command == "db":
         return {"upgrade": admin.db_upgrade, "current": admin.db_current}[args.db_command]
     if args.command == "events":
