@@ -18,6 +18,7 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 # Each module registers its variables when imported; the section is where they come from.
 SECTIONS = (
+    ("oriserver.config.serving", "Serving engine"),
     ("oriserver.config.transport", "Transport security and limits"),
     ("oriserver.config.api", "Events API"),
     ("oriserver.config.settings", None),  # split below: server, event store, notifications
@@ -26,6 +27,7 @@ SECTIONS = (
 )
 ORDER = (
     "Server",
+    "Serving engine",
     "Event store",
     "Watch-list notifications",
     "Events API",

@@ -109,6 +109,7 @@ class ServerApp:
     observing: ObservingWrapper
     lifecycle: _Lifecycle
     events: Events | None = None
+    metrics_port: int | None = None  # where this process serves /metrics, if it does
     lost_events: int = 0
     _stopping: bool = field(default=False)
 
@@ -232,6 +233,8 @@ def build_server(settings: Settings, runtime: Runtime | None = None) -> ServerAp
         )
         lifecycle.add(lambda: None, metrics_server.stop)
     app = ServerApp(settings, built, observing, lifecycle, events)
+    if registry is not None:
+        app.metrics_port = metrics_server.port
     holder.append(app)
     if events is not None:
         _log_ready(settings)

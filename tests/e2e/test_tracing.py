@@ -59,15 +59,13 @@ def collector():
 
 def test_without_otel_variables_tracing_is_not_even_imported(tmp_path: Path) -> None:
     script = f"""
-import asyncio, sys
-from oriserver.app import build_application
+import sys
+from oriserver.bootstrap import build_server
 from oriserver.config import load_settings
 settings = load_settings({{"ORI_PORT": "0", "ORI_METRICS_PORT": "0", "ORI_DATABASE_URL": "sqlite:///{tmp_path}/e.db"}})
-async def main():
-    app = build_application(settings)
-    await app.start()
-    await app.stop(0)
-asyncio.run(main())
+app = build_server(settings)
+app.start()
+app.stop(0)
 print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
 """
     result = subprocess.run(

@@ -80,7 +80,7 @@ def expected(method: str, payload: bytes) -> Expected:
         return Expected(grpc.StatusCode.RESOURCE_EXHAUSTED)
     request = _parse(method, payload)
     if request is None:
-        return Expected(grpc.StatusCode.INTERNAL, details=UNPARSEABLE)
+        return Expected(grpc.StatusCode.INVALID_ARGUMENT, details=UNPARSEABLE)
     if isinstance(request, pb.SummationInput):
         return _summation(request)
     if isinstance(request, pb.FactorialInput):

@@ -136,6 +136,7 @@ def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
             "address": f"{settings.listen_host}:{app.port}",
             "instance_id": settings.instance_id,
             "engine": settings.serving.engine.value,
+            "metrics_port": app.metrics_port,
         },
     )
     stop.wait()

@@ -190,7 +190,10 @@ class CallShipper:
                     if self.stats.available is False and not self._buffer:
                         self._probe()  # nothing to ship: find out when the store is back
                         continue
-                    self._wake.wait(max(0.0, next_flush - time.monotonic()))
+                    now = time.monotonic()
+                    if now >= next_flush:  # an interval passed with nothing to ship
+                        next_flush = now + self._flush_interval_s
+                    self._wake.wait(next_flush - now)
                     self._wake.clear()
                     continue
                 next_flush = time.monotonic() + self._flush_interval_s
