@@ -21,8 +21,8 @@ from oriserver.config.database import DatabaseUrl
 from oriserver.domain.events import CalculationRequested, CalculationSucceeded, Inputs, Method
 from oriserver.event_system import host_options
 from oriserver.recording.writer import BatchingWriter
-from oriserver.store import migrate
 from oriserver.service.ports import Appender
+from oriserver.store import migrate
 from oriserver.store.factory import open_store
 from oriserver.store.hosted import HostedStore
 

@@ -246,6 +246,7 @@ def _probes(pki: Pki) -> dict[str, dict[str, str]]:
         "ORI_TLS_CLIENT_CERT_FILE": {"ORI_TLS_CLIENT_CERT_FILE": str(pki.client.cert_file)},
         "ORI_TLS_CLIENT_KEY_FILE": {"ORI_TLS_CLIENT_KEY_FILE": str(pki.client.key_file)},
         "ORI_TLS_SERVER_NAME": {"ORI_TLS_SERVER_NAME": "probe.example"},
+        "ORI_TLS": {"ORI_TLS": "true"},
     }
 
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from oriserver.cli.client_tls import TlsDefaults, tls_defaults
-from oriserver.config.env import EnvReader, variable
+from oriserver.config.env import ConfigError, EnvReader, text, variable
 from oriserver.config.settings import PORT
 
-HOST = variable("ORI_HOST", "localhost", "Server host `ori` connects to (`--host`).")
+HOST = variable("ORI_HOST", "localhost", "Server host `ori` connects to (`--host`).", parse=text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class ClientDefaults:
 def client_defaults(environ: Mapping[str, str]) -> ClientDefaults:
     """Read the client's defaults; raises ConfigError naming a bad variable."""
     env = EnvReader(environ)
-    return ClientDefaults(
-        host=env.text(HOST), port=env.integer(PORT, 1, 65535), tls=tls_defaults(env)
-    )
+    port = env.get(PORT)
+    if port == 0:  # the server may pick a free port; a client must be told which
+        raise ConfigError(PORT, "must be between 1 and 65535 (got '0')")
+    return ClientDefaults(host=env.get(HOST), port=port, tls=tls_defaults(env))

@@ -10,31 +10,41 @@ from pathlib import Path
 
 import grpc
 
-from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config import env as envvars
+from oriserver.config.env import ConfigError, EnvReader, optional_boolean, variable
 from oriserver.config.transport import check_certificates, check_key_pair
 
 TLS = variable(
     "ORI_TLS",
-    "false",
+    "",
     "`ori` connects with TLS (`--tls`, `--no-tls`); when unset, a CA or client file implies it.",
+    parse=optional_boolean,
     shown="false, unless a CA or client file is set",
 )
 CA_FILE = variable(
     "ORI_TLS_CA_FILE",
     "",
     "PEM CA bundle `ori` trusts for the server certificate (`--ca-file`).",
+    parse=envvars.text,
     shown="the system's trusted roots",
 )
 CERT_FILE = variable(
-    "ORI_TLS_CLIENT_CERT_FILE", "", "PEM certificate `ori` presents for mTLS (`--cert-file`)."
+    "ORI_TLS_CLIENT_CERT_FILE",
+    "",
+    "PEM certificate `ori` presents for mTLS (`--cert-file`).",
+    parse=envvars.text,
 )
 KEY_FILE = variable(
-    "ORI_TLS_CLIENT_KEY_FILE", "", "Unencrypted PEM key of that certificate (`--key-file`)."
+    "ORI_TLS_CLIENT_KEY_FILE",
+    "",
+    "Unencrypted PEM key of that certificate (`--key-file`).",
+    parse=envvars.text,
 )
 SERVER_NAME = variable(
     "ORI_TLS_SERVER_NAME",
     "",
     "Name `ori` expects in the server certificate (`--server-name`).",
+    parse=envvars.text,
     shown="the --host value",
 )
 
@@ -62,11 +72,11 @@ class ClientTls:
 
 def tls_defaults(env: EnvReader) -> TlsDefaults:
     return TlsDefaults(
-        enabled=env.boolean(TLS) if env.is_set(TLS) else None,
-        ca_file=env.text(CA_FILE),
-        cert_file=env.text(CERT_FILE),
-        key_file=env.text(KEY_FILE),
-        server_name=env.text(SERVER_NAME),
+        enabled=env.get(TLS),
+        ca_file=env.get(CA_FILE),
+        cert_file=env.get(CERT_FILE),
+        key_file=env.get(KEY_FILE),
+        server_name=env.get(SERVER_NAME),
     )
 
 

@@ -1,22 +1,29 @@
-"""Typed readers for environment variables, each failing with the variable's name.
+"""Typed environment variables, each declared once with its default, parser and meaning.
 
 The standard library has no typed environment parser, and pydantic-settings
-would add a heavy dependency for a dozen scalars; these readers are the small
-part that is ours: strict parsing, one-line errors, and a registry of every
-variable with its default and meaning (the README's configuration table is
-checked against it).
+would add a heavy dependency for a few dozen scalars; this is the small part
+that is ours: strict parsing, one-line errors naming the variable, and a
+registry of every variable (the README's configuration table is generated
+from it and checked against it).
+
+A variable's default is stated once, as the text a user would set: the
+settings dataclasses take their field defaults from ``Variable.value`` (that
+text, parsed), so the documented default, the parsed default and the
+dataclass default cannot disagree.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
+Parse = Callable[[str], T]
 
 
 class ConfigError(Exception):
@@ -24,39 +31,148 @@ class ConfigError(Exception):
 
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
-        self.name = name
+        self.name = str(name)
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """One documented environment variable."""
+class Variable(str, Generic[T]):
+    """One documented environment variable. It is its own name (a str), so it can be
+    used wherever a name is; ``value`` is its default, parsed."""
 
-    name: str
     default: str
     help: str
     shown_default: str
-    module: str = ""  # where it is registered; the README groups the table by it
+    module: str  # where it is registered; the README groups the table by it
+    parse: Parse[T]
+    echo: bool  # whether an error may quote the value (not for ones that hold secrets)
+
+    def __new__(  # noqa: PLR0917 - built by variable() only, which names every argument
+        cls, name: str, default: str, help_text: str, parse: Parse[T], shown: str, echo: bool
+    ) -> Variable[T]:
+        self = super().__new__(cls, name)
+        self.default, self.help, self.shown_default = default, help_text, shown
+        self.parse, self.echo, self.module = parse, echo, ""
+        return self
+
+    @property
+    def name(self) -> str:
+        return str.__str__(self)
 
     @property
     def documented_default(self) -> str:
         return self.shown_default or self.default or "(empty)"
 
+    @property
+    def value(self) -> T:
+        """The default, parsed: what the settings hold when the variable is unset."""
+        return self.parse(self.default)
 
-REGISTRY: dict[str, Variable] = {}
+
+REGISTRY: dict[str, Variable[object]] = {}
 
 
-def variable(name: str, default: str, help_text: str, *, shown: str = "") -> str:
-    """Register a variable for the docs and return its name.
+def variable(
+    name: str,
+    default: str,
+    help_text: str,
+    parse: Parse[T],
+    *,
+    shown: str = "",
+    echo: bool = True,
+) -> Variable[T]:
+    """Register a variable for the docs and return it.
 
-    ``shown`` describes a default that is computed rather than fixed.
-    """
-    module = str(sys._getframe(1).f_globals.get("__name__", ""))  # the registering module
-    REGISTRY[name] = Variable(name, default, help_text, shown, module)
-    return name
+    ``shown`` describes a default that is computed rather than fixed."""
+    declared = Variable(name, default, help_text, parse, shown, echo)
+    declared.module = str(sys._getframe(1).f_globals.get("__name__", ""))  # the registering module
+    REGISTRY[name] = declared  # type: ignore[assignment]
+    return declared
+
+
+# -- parsers: each raises ValueError with the problem, which EnvReader turns into ConfigError
+def _bounded(value: float, minimum: float, maximum: float | None) -> None:
+    if math.isnan(value) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"must be {bound}")
+
+
+def integer(minimum: int, maximum: int | None = None) -> Parse[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        _bounded(value, minimum, maximum)
+        return value
+
+    return parse
+
+
+def number(minimum: float, maximum: float | None = None) -> Parse[float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        _bounded(value, minimum, maximum)
+        return value
+
+    return parse
+
+
+def milliseconds(minimum: int, maximum: int) -> Parse[float]:
+    """A whole number of milliseconds, held as seconds."""
+    whole = integer(minimum, maximum)
+    return lambda text: whole(text) / 1000
 
 
 TRUE_WORDS = frozenset({"1", "true", "on"})
 FALSE_WORDS = frozenset({"0", "false", "off"})
+
+
+def boolean(text: str) -> bool:
+    word = text.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError("must be true or false")
+
+
+def optional_boolean(text: str) -> bool | None:
+    """None when unset (the caller decides), else a boolean."""
+    return boolean(text) if text else None
+
+
+def choice(kind: type[E]) -> Parse[E]:
+    """One of an enum's values, case-insensitively."""
+
+    def parse(text: str) -> E:
+        word = text.lower()
+        for member in kind:
+            if str(member.value).lower() == word:
+                return member
+        raise ValueError(f"must be one of {', '.join(str(m.value).lower() for m in kind)}")
+
+    return parse
+
+
+def text(value: str) -> str:
+    return value
+
+
+def optional_file(value: str) -> Path | None:
+    """A path that must name a readable file, or None when unset."""
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError("no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot read the file: {error.strerror}") from None
+    return path
 
 
 class EnvReader:
@@ -65,89 +181,20 @@ class EnvReader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def raw(self, name: str) -> str:
-        value = self._environ.get(name)
+    def raw(self, variable: Variable[T]) -> str:
+        value = self._environ.get(variable)
         if value is None or value.strip() == "":
-            return REGISTRY[name].default
+            return variable.default
         return value.strip()
 
     def is_set(self, name: str) -> bool:
         return bool(self._environ.get(name, "").strip())
 
-    def parsed(self, name: str, parse: Callable[[str], T]) -> T:
-        text = self.raw(name)
+    def get(self, variable: Variable[T]) -> T:
+        """The variable's value, parsed; ConfigError naming it when it does not parse."""
+        raw = self.raw(variable)
         try:
-            return parse(text)
+            return variable.parse(raw)
         except ValueError as error:
-            raise ConfigError(name, f"{error} (got {text!r})") from None
-
-    def integer(self, name: str, minimum: int, maximum: int | None = None) -> int:
-        def parse(text: str) -> int:
-            try:
-                value = int(text, 10)
-            except ValueError:
-                raise ValueError("must be a whole number") from None
-            if value < minimum or (maximum is not None and value > maximum):
-                bound = (
-                    f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-                )
-                raise ValueError(f"must be {bound}")
-            return value
-
-        return self.parsed(name, parse)
-
-    def number(self, name: str, minimum: float, maximum: float | None = None) -> float:
-        def parse(text: str) -> float:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError("must be a number") from None
-            if math.isnan(value) or value < minimum or (maximum is not None and value > maximum):
-                bound = (
-                    f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-                )
-                raise ValueError(f"must be {bound}")
-            return value
-
-        return self.parsed(name, parse)
-
-    def boolean(self, name: str) -> bool:
-        def parse(text: str) -> bool:
-            word = text.lower()
-            if word in TRUE_WORDS:
-                return True
-            if word in FALSE_WORDS:
-                return False
-            raise ValueError("must be true or false")
-
-        return self.parsed(name, parse)
-
-    def choice(self, name: str, choices: tuple[str, ...]) -> str:
-        def parse(text: str) -> str:
-            word = text.lower()
-            if word not in choices:
-                raise ValueError(f"must be one of {', '.join(choices)}")
-            return word
-
-        return self.parsed(name, parse)
-
-    def text(self, name: str) -> str:
-        return self.raw(name)
-
-    def optional_file(self, name: str) -> Path | None:
-        """A path that must name a readable file, or None when unset."""
-        if not self.is_set(name):
-            return None
-
-        def parse(text: str) -> Path:
-            path = Path(text)
-            if not path.is_file():
-                raise ValueError("no such file")
-            try:
-                with path.open("rb"):
-                    pass
-            except OSError as error:
-                raise ValueError(f"cannot read the file: {error.strerror}") from None
-            return path
-
-        return self.parsed(name, parse)
+            shown = f" (got {raw!r})" if variable.echo else ""
+            raise ConfigError(variable, f"{error}{shown}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config.env import ConfigError, EnvReader, choice, integer, variable
 from oriserver.config.transport import (
     HANDSHAKE_TIMEOUT,
     MAX_AGE,
@@ -39,22 +39,25 @@ ENGINE = variable(
     "grpcio",
     "`grpcio` (grpc-core's server) or `native` (pygrpc-native: about 3x less CPU per call; "
     "no TLS, no connection age or idle limits; see docs/serving.md).",
+    parse=choice(Engine),
 )
 THREADS = variable(
     "ORI_SERVER_THREADS",
     "8",
     "Threads that run calls (streams have their own); more only helps sync durability, "
     "whose calls wait for commits.",
+    parse=integer(1, 256),
 )
 EVENT_HOST = variable(
     "ORI_EVENT_HOST",
     "process",
     "`process`: database writes, the projection and the reactor run in a child process "
     "of each server process. `inline`: in the server process (one process less, more CPU on the serving path).",
+    parse=choice(HostPlacement),
 )
 
 # Settings the native engine cannot honour, and why, for the error message.
-NATIVE_CANNOT = {
+NATIVE_CANNOT: dict[str, str] = {
     TLS_CERT: "TLS",
     TLS_KEY: "TLS",
     TLS_CLIENT_CA: "TLS",
@@ -68,9 +71,9 @@ NATIVE_CANNOT = {
 
 @dataclass(frozen=True, slots=True)
 class ServingSettings:
-    engine: Engine = Engine.GRPCIO
-    threads: int = 8
-    event_host: HostPlacement = HostPlacement.PROCESS
+    engine: Engine = ENGINE.value
+    threads: int = THREADS.value
+    event_host: HostPlacement = EVENT_HOST.value
 
     @property
     def native(self) -> bool:
@@ -78,7 +81,7 @@ class ServingSettings:
 
 
 def load_serving(env: EnvReader) -> ServingSettings:
-    engine = Engine(env.choice(ENGINE, tuple(Engine)))
+    engine = env.get(ENGINE)
     if engine is Engine.NATIVE:
         for name, feature in NATIVE_CANNOT.items():
             if env.is_set(name):
@@ -89,6 +92,6 @@ def load_serving(env: EnvReader) -> ServingSettings:
                 )
     return ServingSettings(
         engine=engine,
-        threads=env.integer(THREADS, 1, 256),
-        event_host=HostPlacement(env.choice(EVENT_HOST, tuple(HostPlacement))),
+        threads=env.get(THREADS),
+        event_host=env.get(EVENT_HOST),
     )

@@ -6,64 +6,80 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oriserver.config.env import ConfigError, EnvReader, variable
+from oriserver.config.env import ConfigError, EnvReader, integer, optional_file, variable
 
 TLS_CERT = variable(
     "ORI_TLS_CERT_FILE",
     "",
     "PEM certificate chain; with ORI_TLS_KEY_FILE turns on TLS for the gRPC port.",
+    parse=optional_file,
 )
 TLS_KEY = variable(
-    "ORI_TLS_KEY_FILE", "", "Unencrypted PEM private key matching ORI_TLS_CERT_FILE."
+    "ORI_TLS_KEY_FILE",
+    "",
+    "Unencrypted PEM private key matching ORI_TLS_CERT_FILE.",
+    parse=optional_file,
 )
 TLS_CLIENT_CA = variable(
     "ORI_TLS_CLIENT_CA_FILE",
     "",
     "PEM CA bundle; when set, clients must present a certificate it signed (mTLS).",
+    parse=optional_file,
 )
 MAX_RECV = variable(
     "ORI_MAX_RECEIVE_MESSAGE_BYTES",
     "65536",
     "Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.",
+    parse=integer(1024, 64 * 1024 * 1024),
 )
 MAX_SEND = variable(
     "ORI_MAX_SEND_MESSAGE_BYTES",
     "4194304",
     "Largest response message sent (event pages are the large ones).",
+    parse=integer(1024, 64 * 1024 * 1024),
 )
 MAX_METADATA = variable(
     "ORI_MAX_METADATA_BYTES",
     "16384",
     "Largest total size of a request's headers; larger ones get RESOURCE_EXHAUSTED.",
+    parse=integer(1024, 1024 * 1024),
 )
 MAX_STREAMS = variable(
-    "ORI_MAX_CONCURRENT_STREAMS", "100", "Concurrent calls per HTTP/2 connection."
+    "ORI_MAX_CONCURRENT_STREAMS",
+    "100",
+    "Concurrent calls per HTTP/2 connection.",
+    parse=integer(1, 10_000),
 )
 MIN_PING = variable(
     "ORI_KEEPALIVE_MIN_PING_INTERVAL_SECONDS",
     "30",
     "Clients pinging more often than this while the server sends nothing are disconnected "
     "(GOAWAY too_many_pings); pings on a connection without calls are refused.",
+    parse=integer(1, 86_400),
 )
 HANDSHAKE_TIMEOUT = variable(
     "ORI_HANDSHAKE_TIMEOUT_SECONDS",
     "10",
     "Close connections that have not finished the TLS and HTTP/2 handshake by then.",
+    parse=integer(1, 300),
 )
 MAX_IDLE = variable(
     "ORI_MAX_CONNECTION_IDLE_SECONDS",
     "300",
     "Close connections that have had no calls for this long.",
+    parse=integer(1, 86_400 * 7),
 )
 MAX_AGE = variable(
     "ORI_MAX_CONNECTION_AGE_SECONDS",
     "600",
     "Ask clients to reconnect after this long, so long-lived connections rebalance across pods.",
+    parse=integer(1, 86_400 * 7),
 )
 MAX_AGE_GRACE = variable(
     "ORI_MAX_CONNECTION_AGE_GRACE_SECONDS",
     "30",
     "Time calls on an aged-out connection get to finish.",
+    parse=integer(0, 86_400),
 )
 
 # grpc's own default; a client pinging faster is sent away after this many early pings.
@@ -91,15 +107,15 @@ class TlsSettings:
 class LimitSettings:
     """Explicit limits instead of grpc's defaults, so they are visible and documented."""
 
-    max_receive_message_bytes: int = 65536
-    max_send_message_bytes: int = 4 * 1024 * 1024
-    max_metadata_bytes: int = 16384
-    max_concurrent_streams: int = 100
-    keepalive_min_ping_interval_s: int = 30
-    handshake_timeout_s: int = 10
-    max_connection_idle_s: int = 300
-    max_connection_age_s: int = 600
-    max_connection_age_grace_s: int = 30
+    max_receive_message_bytes: int = MAX_RECV.value
+    max_send_message_bytes: int = MAX_SEND.value
+    max_metadata_bytes: int = MAX_METADATA.value
+    max_concurrent_streams: int = MAX_STREAMS.value
+    keepalive_min_ping_interval_s: int = MIN_PING.value
+    handshake_timeout_s: int = HANDSHAKE_TIMEOUT.value
+    max_connection_idle_s: int = MAX_IDLE.value
+    max_connection_age_s: int = MAX_AGE.value
+    max_connection_age_grace_s: int = MAX_AGE_GRACE.value
 
     def grpc_options(self, native: bool = False) -> list[tuple[str, int]]:
         """The channel arguments that enforce these limits on a grpc server. The native
@@ -189,9 +205,9 @@ def check_key_pair(cert: Path, key: Path, cert_name: str, key_name: str) -> None
 
 
 def load_tls(env: EnvReader) -> TlsSettings:
-    cert = env.optional_file(TLS_CERT)
-    key = env.optional_file(TLS_KEY)
-    client_ca = env.optional_file(TLS_CLIENT_CA)
+    cert = env.get(TLS_CERT)
+    key = env.get(TLS_KEY)
+    client_ca = env.get(TLS_CLIENT_CA)
     if (cert is None) != (key is None):
         missing = TLS_KEY if key is None else TLS_CERT
         raise ConfigError(
@@ -210,15 +226,15 @@ def load_tls(env: EnvReader) -> TlsSettings:
 
 def load_limits(env: EnvReader) -> LimitSettings:
     return LimitSettings(
-        max_receive_message_bytes=env.integer(MAX_RECV, 1024, 64 * 1024 * 1024),
-        max_send_message_bytes=env.integer(MAX_SEND, 1024, 64 * 1024 * 1024),
-        max_metadata_bytes=env.integer(MAX_METADATA, 1024, 1024 * 1024),
-        max_concurrent_streams=env.integer(MAX_STREAMS, 1, 10_000),
-        keepalive_min_ping_interval_s=env.integer(MIN_PING, 1, 86_400),
-        handshake_timeout_s=env.integer(HANDSHAKE_TIMEOUT, 1, 300),
-        max_connection_idle_s=env.integer(MAX_IDLE, 1, 86_400 * 7),
-        max_connection_age_s=env.integer(MAX_AGE, 1, 86_400 * 7),
-        max_connection_age_grace_s=env.integer(MAX_AGE_GRACE, 0, 86_400),
+        max_receive_message_bytes=env.get(MAX_RECV),
+        max_send_message_bytes=env.get(MAX_SEND),
+        max_metadata_bytes=env.get(MAX_METADATA),
+        max_concurrent_streams=env.get(MAX_STREAMS),
+        keepalive_min_ping_interval_s=env.get(MIN_PING),
+        handshake_timeout_s=env.get(HANDSHAKE_TIMEOUT),
+        max_connection_idle_s=env.get(MAX_IDLE),
+        max_connection_age_s=env.get(MAX_AGE),
+        max_connection_age_grace_s=env.get(MAX_AGE_GRACE),
     )
 
 
