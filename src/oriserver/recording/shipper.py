@@ -254,7 +254,9 @@ class CallShipper:
             return False
         seconds = time.monotonic() - started
         stats = self.stats
-        stats.appended += stored
+        confirmed = EVENTS_PER_CALL * len(entries)
+        stats.appended += confirmed
+        stats.already_stored += confirmed - stored
         stats.flushes += 1
         stats.last_batch_size = EVENTS_PER_CALL * len(entries)
         stats.flush_seconds_total += seconds

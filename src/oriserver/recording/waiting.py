@@ -34,7 +34,8 @@ Entry = tuple[CallRecord, Waiter | None]
 class ShipperStats:
     """Counters in events. Written by the shipper thread, or under its lock; read anywhere."""
 
-    appended: int = 0
+    appended: int = 0  # confirmed in the store (written now, or by an earlier attempt)
+    already_stored: int = 0  # of those, found there already: a batch sent again, a keyed retry
     dropped: int = 0
     rejected: int = 0  # sync calls refused because nothing could be committed
     lost_at_shutdown: int = 0

@@ -34,6 +34,7 @@ from oriserver.service.ports import (
 )
 from oriserver.store import pgcopy, sql_common
 from oriserver.store.rows import COLUMNS, count_rows, count_types, from_row, to_row
+from oriserver.store.stall_guard import StallGuard
 
 APPEND_LOCK_KEY = 0x6F72690002  # "ori" + 2: serialises appends (see module docstring)
 
@@ -96,14 +97,20 @@ class PostgresEventStore:
             name="oriserver",
         )
         self._opened = False
+        self._guard = StallGuard(timeout_s)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
         if not self._opened:
             self._pool.open(wait=False)
             self._opened = True
+        token = -1
         try:
-            with self._pool.connection() as connection, connection.transaction():
+            with (
+                self._pool.connection() as connection,
+                self._guard.watching(connection) as token,
+                connection.transaction(),
+            ):
                 yield connection
         except psycopg_pool.PoolTimeout as error:
             raise StoreUnavailable(f"PostgreSQL unreachable: {_first_line(error)}") from error
@@ -112,6 +119,10 @@ class PostgresEventStore:
                 f"the event store schema is missing: {_first_line(error)}; run `oriserver db upgrade`"
             ) from error
         except psycopg.OperationalError as error:
+            if self._guard.severed(token):
+                raise StoreUnavailable(
+                    f"PostgreSQL did not answer within {self._timeout_s:g}s; the connection was dropped"
+                ) from error
             raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(error)}") from error
         except psycopg.Error as error:
             raise StoreError(f"PostgreSQL error: {_first_line(error)}") from error
@@ -297,6 +308,7 @@ class PostgresEventStore:
         sql_common.check_revision(row[0] if row else None, self._schema_revision, "PostgreSQL")
 
     def close(self) -> None:
+        self._guard.close()
         if self._opened:
             self._pool.close()
             self._opened = False

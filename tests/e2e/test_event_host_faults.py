@@ -1,0 +1,165 @@
+"""A dead or stuck event host, and a database that stops answering, are specified faults.
+
+Real servers (subprocesses), their real event host children, a real PostgreSQL
+behind a real TCP proxy that can hold connections open and forward nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from oriserver._generated import mathhelper_pb2 as pb
+from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
+from oriserver.config.database import DatabaseUrl
+from tests.support import postgres
+from tests.support.event_table import stored_calls
+from tests.support.faultproxy import fault_proxy
+from tests.support.load import Load
+from tests.support.servers import ServerProcess, start_server_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+TIMEOUT_S = 1.0  # ORI_DB_TIMEOUT_SECONDS in these tests
+MARGIN_S = 0.5 + 0.3  # the documented wait beyond it, plus scheduling on a busy machine
+
+
+def server_for(tmp_path: Path, url: str, durability: str, **extra: str) -> ServerProcess:
+    env = {
+        "ORI_DATABASE_URL": url,
+        "ORI_DB_AUTO_MIGRATE": "false",
+        "ORI_EVENTS_DURABILITY": durability,
+        "ORI_DB_TIMEOUT_SECONDS": str(TIMEOUT_S),
+        "ORI_LOG_RPCS": "false",
+        **extra,
+    }
+    return start_server_process(tmp_path, env)
+
+
+def event_host(server: ServerProcess, timeout: float = 20) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(server.process.pid).children():
+            if "oriserver.eventhost.main" in " ".join(child.cmdline()):
+                return child
+        time.sleep(0.05)
+    raise AssertionError("the server has no event host process")
+
+
+def health(target: str, service: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+    return reply.status
+
+
+def timed_call(target: str, first: int) -> tuple[str, float]:
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.MathHelperStub(channel)
+        started = time.monotonic()
+        try:
+            stub.Summation(pb.SummationInput(first=first, last=1), timeout=10)
+            code = "OK"
+        except grpc.RpcError as error:
+            code = error.code().name
+        return code, time.monotonic() - started
+
+
+@pytest.mark.parametrize("durability", ["async", "sync"])
+def test_a_killed_event_host_is_restarted_and_nothing_is_lost_or_doubled(
+    tmp_path: Path, clean_postgres: DatabaseUrl, durability: str
+) -> None:
+    server = server_for(tmp_path, clean_postgres.url, durability)
+    load = Load(server.target, clients=6).start()
+    load.wait_for(200)
+    killed = set()
+    for _ in range(5):
+        host = event_host(server)
+        killed.add(host.pid)
+        host.kill()
+        load.wait_for_ok_since(len(load.outcomes), 50)
+    assert event_host(server).pid not in killed
+    server.signal(signal.SIGTERM)
+    assert server.wait(60) == 0, server.logs()
+    load.stop()
+    stored = stored_calls(clean_postgres)
+    assert load.answered() <= stored.answered  # every answered call is stored...
+    assert stored.duplicated() == set()  # ...once, even the batches sent again
+    assert stored.unpaired() == set()
+    assert len(server.records("event host process restarted")) == 5
+    if durability == "async":
+        assert stored.answered == load.answered()  # nothing in flight was lost
+
+
+def test_a_stopped_event_host_fails_sync_calls_in_time_and_is_replaced(
+    tmp_path: Path, clean_postgres: DatabaseUrl
+) -> None:
+    server = server_for(tmp_path, clean_postgres.url, "sync")
+    assert timed_call(server.target, 1)[0] == "OK"
+    host = event_host(server)
+    os.kill(host.pid, signal.SIGSTOP)
+    code, took = timed_call(server.target, 2)
+    assert code == "UNAVAILABLE"
+    assert took < TIMEOUT_S + MARGIN_S
+    deadline = time.monotonic() + 20
+    while timed_call(server.target, 3)[0] != "OK":  # a new host takes over
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.1)
+    assert not host.is_running() or host.status() == psutil.STATUS_ZOMBIE
+    server.signal(signal.SIGTERM)
+    assert server.wait(60) == 0
+    assert 2 not in stored_calls(clean_postgres).answered  # refused, so not recorded
+
+
+def test_a_stalled_database_fails_sync_calls_in_time_turns_health_and_recovers(
+    tmp_path: Path, clean_postgres: DatabaseUrl
+) -> None:
+    with fault_proxy(postgres.proxy_target(clean_postgres.url)) as proxy:
+        url = postgres.proxied(clean_postgres.url, proxy.port)
+        server = server_for(tmp_path, url, "sync")
+        assert timed_call(server.target, 1)[0] == "OK"
+        proxy.blackhole()  # connections stay open, nothing is answered
+        codes = []
+        for first in range(10, 16):
+            code, took = timed_call(server.target, first)
+            codes.append(code)
+            assert took < TIMEOUT_S + MARGIN_S, (code, took)
+        assert set(codes) == {"UNAVAILABLE"}
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert health(server.target, "MathHelper") != serving
+        assert health(server.target, "ori.events.v1.EventsService") != serving
+        assert health(server.target, "") == serving  # alive: only its dependency is not
+        proxy.heal()
+        deadline = time.monotonic() + 30
+        while timed_call(server.target, 99)[0] != "OK":
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.2)
+        assert health(server.target, "MathHelper") == serving
+        server.signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+    assert len(server.records("event store unavailable; retrying with backoff")) == 1
+    assert len(server.records("event store available again")) == 1
+    stored = stored_calls(clean_postgres).answered
+    assert stored.isdisjoint(range(10, 16))  # every refused call left no trace
+
+
+def test_the_first_sync_call_with_the_database_down_fails_in_time(
+    tmp_path: Path, clean_postgres: DatabaseUrl
+) -> None:
+    with fault_proxy(postgres.proxy_target(clean_postgres.url)) as proxy:
+        proxy.blackhole()
+        url = postgres.proxied(clean_postgres.url, proxy.port)
+        server = server_for(tmp_path, url, "sync")
+        code, took = timed_call(server.target, 1)
+        assert code == "UNAVAILABLE"
+        assert took < TIMEOUT_S + MARGIN_S
+        server.signal(signal.SIGTERM)
+        server.wait(60)
