@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = {
     "reference-threads": ["-m", "bench.reference_server"],
     "reference-aio": ["-m", "bench.reference_aio_server"],
+    "reference-native": ["-m", "bench.reference_native_server"],
     "oriserver": ["-m", "oriserver", "serve"],
 }
 # oriserver as a container would run it, minus what a benchmark must control.
