@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from oriserver.config.serving import HostPlacement
 from oriserver.config.settings import Settings
 from oriserver.eventhost.client import InlineHost, ProcessHost
 from oriserver.eventhost.host import EventHost
@@ -189,6 +190,13 @@ def build_event_host(settings: Settings) -> EventHost:
     return EventHost(store, settings.instance_id, projection, reactor)
 
 
+def build_host_client(settings: Settings) -> InlineHost | ProcessHost:
+    """The door to the event host: a child process, or the host in this process."""
+    if settings.serving.event_host is HostPlacement.PROCESS:
+        return ProcessHost(settings)
+    return InlineHost(build_event_host(settings))
+
+
 def build_server(settings: Settings, runtime: Runtime | None = None) -> ServerApp:
     """Wire the real adapters for these settings (nothing starts until ``start``)."""
     runtime = runtime or Runtime(metrics="local" if settings.metrics_port else "off")
@@ -252,10 +260,7 @@ def _build_events(
         log.info("schema migrated", extra={"revision": migrate.head_revision()})
     reads = open_store(events.database, timeout_s=events.db_timeout_s)
     lifecycle.add(lambda: None, reads.close)
-    if settings.serving.event_host.value == "process":
-        host: InlineHost | ProcessHost = ProcessHost(settings)
-    else:
-        host = InlineHost(build_event_host(settings))
+    host = build_host_client(settings)
     lifecycle.add(lambda: None, host.close)
     watcher = LogWatcher(reads, settings.api.poll_interval_s, on_availability)
     shipper = CallShipper(
