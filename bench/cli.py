@@ -14,6 +14,7 @@ from bench.load import MIXES
 from bench.report import SuiteReport, header, render, write_json
 from bench.runner import Context, Options
 from bench.suites import SUITES
+from harness import h2load
 
 QUICK = {"duration": 1.5, "warmup": 0.5, "rounds": 1}
 FULL = {"duration": 10.0, "warmup": 2.0, "rounds": 3}
@@ -58,10 +59,36 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="calls in flight; the rpc suite runs "
         "each level, the other suites the highest (default 1,16)",
     )
-    parser.add_argument("--connections", type=int, default=4, help="connections (default 4)")
+    parser.add_argument("--connections", type=int, default=2, help="connections (default 2)")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "h2load", "python"),
+        default="auto",
+        help="load generator: h2load (compiled; auto picks it when installed) or python, whose "
+        "figures are bound by the generator itself",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the server to CPU 0 and h2load to CPU 1"
+    )
     parser.add_argument("--load-procs", type=int, default=1, help="load processes (default 1)")
     parser.add_argument("--mix", choices=MIXES, default="both", help="RPCs to call (both)")
     return parser
+
+
+def _generator(choice: str) -> str:
+    if choice == "python" or (choice == "auto" and h2load.available()):
+        return "python" if choice == "python" else "h2load"
+    if choice == "h2load" and h2load.available():
+        return "h2load"
+    print(
+        f"h2load is not installed: {h2load.INSTALL_HINT}\n"
+        "falling back to the Python load generator; its figures are bound by the generator, "
+        "not the servers",
+        file=sys.stderr,
+    )
+    if choice == "h2load":
+        raise SystemExit(2)
+    return "python"
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -75,6 +102,8 @@ def _options(args: argparse.Namespace) -> Options:
         load_procs=args.load_procs,
         mix=args.mix,
         quick=args.quick,
+        generator=_generator(args.generator),
+        pin=not args.no_pin,
     )
     if options.duration_s <= 0 or options.warmup_s < 0 or options.rounds < 1:
         raise SystemExit("duration must be positive, warm-up not negative, rounds at least 1")

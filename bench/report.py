@@ -15,15 +15,50 @@ from typing import Any
 
 import grpc
 
+from harness import h2load
+
 from bench.postgres import SUCCEEDED_KEY
 from bench.runner import Config, Options, Run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def efficiency(run: Run) -> float | None:
+    """Answered calls per CPU-second of the server's process tree."""
+    return run.load.ok / run.server_cpu_s if run.load and run.server_cpu_s > 0 else None
+
+
+def serving_efficiency(run: Run) -> float | None:
+    """Answered calls per CPU-second of the serving process alone."""
+    return run.load.ok / run.serving_cpu_s if run.load and run.serving_cpu_s > 0 else None
+
+
+def cpu_per_call_us(run: Run) -> float | None:
+    return run.server_cpu_s * 1e6 / run.load.ok if run.load and run.load.ok else None
+
+
+def serving_cpu_per_call_us(run: Run) -> float | None:
+    return run.serving_cpu_s * 1e6 / run.load.ok if run.load and run.load.ok else None
+
+
+def rps(run: Run) -> float | None:
+    return run.load.rps if run.load else None
+
+
+BASES: dict[str, tuple[str, Callable[[Run], float | None]]] = {
+    "efficiency": ("calls per server CPU-second", efficiency),
+    "serving": ("calls per CPU-second of the serving process", serving_efficiency),
+    "rps": ("calls/s", rps),
+}
+
+
 @dataclass(frozen=True)
 class Ratio:
-    """numerator rps / denominator rps, per round, then the median of those ratios."""
+    """numerator / denominator per round on a basis (see BASES), then the median of those.
+
+    With ``delta``, the figure is instead numerator minus denominator in CPU µs per call
+    (of the process tree, or of the serving process with basis "serving"), and the target
+    is a ceiling."""
 
     title: str
     numerator: str
@@ -31,6 +66,8 @@ class Ratio:
     target: float | None = None
     # Says why a numerator run did not test what the ratio is about (None: it did).
     check: Callable[[Run], str | None] | None = None
+    basis: str = "efficiency"
+    delta: bool = False
 
 
 @dataclass
@@ -66,11 +103,13 @@ def recorded_per_call(run: Run) -> float | None:
 EXTRA_COLUMNS: dict[str, tuple[str, Callable[[Run], float | None], int]] = {
     "procs": ("server processes", lambda r: float(r.server_procs), 0),
     "db_cpu": (
-        "PostgreSQL CPU µs/req",
+        "PostgreSQL CPU µs/event",
         lambda r: (
-            None if r.db_cpu_s is None or not r.load else r.db_cpu_s * 1e6 / max(r.load.ok, 1)
+            None
+            if r.db_cpu_s is None or not r.load
+            else r.db_cpu_s * 1e6 / max(2 * r.load.ok, 1)  # two events per call
         ),
-        0,
+        1,
     ),
     "stored": ("recorded/call", recorded_per_call, 2),
     "metrics": (
@@ -96,8 +135,9 @@ def server_table(
     extras: Sequence[str] = (),
 ) -> tuple[list[str], list[list[str]]]:
     """One row per configuration: medians over its successful rounds."""
-    columns = ["setup", "conc", "rps", "p50 ms", "p99 ms", "server CPU µs/req"]
-    columns += ["server cores", "load-gen cores", "other cores", "errors"]
+    columns = ["setup", "conc", "load", "calls/s", "server CPU µs/call", "calls/server CPU-s"]
+    columns += ["serving process µs/call", "p50 ms", "p99 ms", "server cores", "load-gen cores"]
+    columns += ["other cores", "errors"]
     columns += [EXTRA_COLUMNS[e][0] for e in extras]
     rows = []
     for config in configs:
@@ -114,10 +154,13 @@ def server_table(
         row = [
             label,
             str(config.concurrency),
+            config.generator_name,
             _fmt(_median([load.rps for load in loads])),
+            _fmt(_median([cpu_per_call_us(r) for r in done]), 1),
+            _fmt(_median([efficiency(r) for r in done])),
+            _fmt(_median([serving_cpu_per_call_us(r) for r in done]), 1),
             _fmt(None if p50 is None else p50 / 1000, 2),
             _fmt(None if p99 is None else p99 / 1000, 2),
-            _fmt(_median([r.server_cpu_s * 1e6 / r.load.ok for r in done if r.load and r.load.ok])),
             _fmt(_median([r.server_cpu_s / r.load.window_s for r in done if r.load]), 2),
             _fmt(_median([load.client_cpu_s / load.window_s for load in loads]), 2),
             _fmt(_median([r.other_cpu_s / r.load.window_s for r in done if r.load]), 2),
@@ -130,16 +173,34 @@ def server_table(
     return columns, rows
 
 
-def ratio_line(ratio: Ratio, runs: dict[str, list[Run]]) -> tuple[str, dict[str, Any]]:
-    """The median of per-round rps ratios, with every round's value shown."""
-    numerators = {r.round: r.load.rps for r in runs.get(ratio.numerator, []) if r.ok and r.load}
-    denominators = {r.round: r.load.rps for r in runs.get(ratio.denominator, []) if r.ok and r.load}
-    per_round = [
+def _per_round(
+    ratio: Ratio, runs: dict[str, list[Run]], value: Callable[[Run], float | None]
+) -> list[float]:
+    def by_round(key: str) -> dict[int, float]:
+        return {
+            r.round: v for r in runs.get(key, []) if r.ok and (v := value(r)) is not None
+        }
+
+    numerators, denominators = by_round(ratio.numerator), by_round(ratio.denominator)
+    if ratio.delta:
+        return [numerators[n] - denominators[n] for n in sorted(numerators) if n in denominators]
+    return [
         numerators[n] / denominators[n]
         for n in sorted(numerators)
         if n in denominators and denominators[n] > 0
     ]
+
+
+def ratio_line(ratio: Ratio, runs: dict[str, list[Run]]) -> tuple[str, dict[str, Any]]:
+    """The median of per-round ratios (or differences), with every round's value shown."""
+    if ratio.delta:
+        value_of = serving_cpu_per_call_us if ratio.basis == "serving" else cpu_per_call_us
+        unit = " µs/call"
+    else:
+        value_of, unit = BASES[ratio.basis][1], ""
+    per_round = _per_round(ratio, runs, value_of)
     raw = {"title": ratio.title, "target": ratio.target, "per_round": per_round}
+    raw |= {"basis": ratio.basis, "delta": ratio.delta}
     if not per_round:
         return f"- {ratio.title}: not measured (a side failed)", raw
     value = statistics.median(per_round)
@@ -147,9 +208,15 @@ def ratio_line(ratio: Ratio, runs: dict[str, list[Run]]) -> tuple[str, dict[str,
         {p for r in runs[ratio.numerator] if r.ok and ratio.check and (p := ratio.check(r))}
     )
     raw |= {"median": value, "invalid": problems}
-    line = f"- {ratio.title}: **{value:.3f}** (rounds: {', '.join(f'{v:.3f}' for v in per_round)})"
+    digits = 1 if ratio.delta else 3
+    shown = ", ".join(f"{v:+.{digits}f}" if ratio.delta else f"{v:.3f}" for v in per_round)
+    median = f"{value:+.1f}" if ratio.delta else f"{value:.3f}"
+    line = f"- {ratio.title}: **{median}{unit}** (rounds: {shown})"
     if problems:
         line += f"; **not a valid comparison**: {'; '.join(problems)}"
+    elif ratio.target is not None and ratio.delta:
+        met = value <= ratio.target
+        line += f"; target ≤ {ratio.target:g}{unit}: {'met' if met else 'NOT met'}"
     elif ratio.target is not None:
         line += f"; target ≥ {ratio.target:.2f}: {'met' if value >= ratio.target else 'NOT met'}"
     return line, raw
@@ -187,15 +254,35 @@ def machine() -> dict[str, Any]:
 def header(command: str, options: Options) -> list[str]:
     m = machine()
     procs = options.load_procs
+    if options.generator == "h2load":
+        pin = (
+            "the server pinned to CPU 0 and h2load to CPU 1"
+            if options.pin and (m["cores"] or 1) >= 2
+            else "nothing pinned (one core, or --no-pin)"
+        )
+        method = (
+            f"Method: h2load (compiled, one thread) keeps the calls in flight over "
+            f"{options.connections} connections, mix `{options.mix}`, {pin}; every reply is "
+            "checked byte for byte. The primary figure is the server's process-tree CPU per "
+            "answered call (and its inverse, calls per server CPU-second). Rows marked "
+            "`python` measure latency at concurrency 1 with the Python generator, which "
+            "times every call."
+        )
+    else:
+        method = (
+            f"Method: the Python load generator ({procs} process{'es' if procs > 1 else ''}) "
+            f"over {options.connections} connections, mix `{options.mix}`. **Warning: these "
+            "figures are bound by the load generator**, which saturates before the servers "
+            f"do; install h2load for figures about the server ({h2load.INSTALL_HINT})."
+        )
     lines = [
         f"Machine: {m['cores']} cores ({m['cpu'] or 'unknown CPU'}), Linux {m['kernel']}; "
         f"Python {m['python']}; grpcio {m['grpcio']}.",
         f"Command: `{command}`",
-        f"Method: closed loop over {options.connections} connections, mix `{options.mix}`, "
-        f"{procs} load process{'es' if procs > 1 else ''} on the same machine; per configuration "
-        f"and round a fresh server, {options.warmup_s:g} s warm-up, {options.duration_s:g} s "
-        f"measured; configurations interleaved; figures are medians of {options.rounds} "
-        f"round{'s' if options.rounds > 1 else ''}.",
+        method,
+        f"Per configuration and round a fresh server, {options.warmup_s:g} s warm-up, "
+        f"{options.duration_s:g} s measured; configurations interleaved; figures are medians "
+        f"of {options.rounds} round{'s' if options.rounds > 1 else ''}.",
     ]
     if options.quick:
         lines.append(
@@ -213,7 +300,7 @@ def render(report: SuiteReport) -> str:
     )
     out += ["| " + " | ".join(row) + " |" for row in report.rows]
     if report.ratio_lines:
-        out += ["", "Ratios (median of per-round rps ratios):", "", *report.ratio_lines]
+        out += ["", "Ratios (medians of per-round ratios):", "", *report.ratio_lines]
     if report.failures:
         out += ["", "Failed runs (last lines of the server's output):", "", *report.failures]
     return "\n".join(out) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -11,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.load import LoadSpec
 from bench.loadprocs import LoadFailed, LoadProcesses
 from bench.postgres import Postgres, postgres_rows, sqlite_rows
 from bench.procs import machine_busy_cpu, tree_cpu
 from bench.servers import ServerFailed, free_port, metrics_samples, start_server
 from bench.stats import LoadResult
+from harness import h2load
 from oriserver.config.database import DatabaseUrl
 
 
@@ -32,6 +36,8 @@ class Options:
     load_procs: int = 1
     mix: str = "both"
     quick: bool = False
+    generator: str = "h2load"  # or "python": see bench/cli.py
+    pin: bool = True  # server on CPU 0, load on CPU 1 (machines with 2 cores or more)
 
     @property
     def high_concurrency(self) -> int:
@@ -48,6 +54,11 @@ class Config:
     env: Mapping[str, str] = field(default_factory=dict)
     database: str | None = None
     metrics: bool = False
+    latency: bool = False  # measured by the Python generator, which times every call
+
+    @property
+    def generator_name(self) -> str:
+        return "python" if self.latency else "h2load"
 
     @property
     def key(self) -> str:
@@ -62,7 +73,8 @@ class Run:
     label: str
     round: int
     load: LoadResult | None = None
-    server_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0  # the server's process tree
+    serving_cpu_s: float = 0.0  # the serving process alone (no event host, no workers)
     server_procs: int = 0
     db_cpu_s: float | None = None
     other_cpu_s: float = 0.0  # everything else on the machine during the window
@@ -82,6 +94,7 @@ class Run:
             "round": self.round,
             "load": self.load.summary() if self.load else None,
             "server_cpu_s": round(self.server_cpu_s, 3),
+            "serving_cpu_s": round(self.serving_cpu_s, 3),
             "server_processes": self.server_procs,
             "db_cpu_s": None if self.db_cpu_s is None else round(self.db_cpu_s, 3),
             "other_cpu_s": round(self.other_cpu_s, 3),
@@ -135,6 +148,58 @@ def _cpu(pid: int | None) -> float:
     return 0.0 if pid is None else tree_cpu(pid)[0]
 
 
+SERVER_CPUS, LOAD_CPUS = "0", "1"
+
+
+def pinned(ctx: Context) -> bool:
+    return ctx.options.pin and (os.cpu_count() or 1) >= 2
+
+
+def _process_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _measure_h2load(
+    ctx: Context, config: Config, port: int, server_pid: int, run: Run
+) -> None:
+    """h2load warms up, then measures; the server's CPU is read before and after the window."""
+    o = ctx.options
+    connections = min(o.connections, config.concurrency)
+    streams = max(1, config.concurrency // connections)
+    methods = h2load.methods(o.mix)
+    cpus = LOAD_CPUS if pinned(ctx) else None
+    db_pid = ctx.postgres().pid if config.database == "postgresql" else None
+    kwargs = {"connections": connections, "streams": streams, "methods": methods, "cpus": cpus}
+    warm = h2load.run(port, duration_s=o.warmup_s, **kwargs) if o.warmup_s > 0 else None
+    busy_before = machine_busy_cpu()
+    server_before, db_before = tree_cpu(server_pid), _cpu(db_pid)
+    serving_before = _process_cpu(server_pid)
+    result = h2load.run(port, duration_s=o.duration_s, **kwargs)
+    serving_after = _process_cpu(server_pid)
+    server_after, db_after = tree_cpu(server_pid), _cpu(db_pid)
+    busy_after = machine_busy_cpu()
+    errors = {"stream errors": result.failed} if result.failed else {}
+    if not result.every_reply_is_right(methods):
+        # A gRPC error is an HTTP/2 success without a reply message: the bytes tell.
+        errors["wrong or missing replies"] = 1
+    run.load = LoadResult(
+        window_s=result.seconds,
+        ok=result.succeeded if not errors else 0,
+        errors=errors,
+        client_cpu_s=result.cpu_s,
+        calls_including_warmup=result.succeeded + (warm.succeeded if warm else 0),
+    )
+    if errors:
+        run.failure = f"h2load: {errors} in {result.succeeded} responses"
+    run.server_cpu_s = server_after[0] - server_before[0]
+    run.serving_cpu_s = serving_after - serving_before
+    run.server_procs = max(server_before[1], server_after[1])
+    run.db_cpu_s = None if db_pid is None else db_after - db_before
+    ours = run.server_cpu_s + (run.db_cpu_s or 0.0) + result.cpu_s
+    run.other_cpu_s = max(0.0, busy_after - busy_before - ours)
+
+
 def _measure(ctx: Context, config: Config, target: str, server_pid: int, run: Run) -> None:
     """Warm-up then the measured window; server CPU read exactly at the window's edges."""
     o = ctx.options
@@ -145,11 +210,14 @@ def _measure(ctx: Context, config: Config, target: str, server_pid: int, run: Ru
         _sleep_until(window.measure)
         busy_before = machine_busy_cpu()
         server_before, db_before = tree_cpu(server_pid), _cpu(db_pid)
+        serving_before = _process_cpu(server_pid)
         _sleep_until(window.end)
+        serving_after = _process_cpu(server_pid)
         server_after, db_after = tree_cpu(server_pid), _cpu(db_pid)
         busy_after = machine_busy_cpu()
         run.load = load.collect()
     run.server_cpu_s = server_after[0] - server_before[0]
+    run.serving_cpu_s = serving_after - serving_before
     run.server_procs = max(server_before[1], server_after[1])
     run.db_cpu_s = None if db_pid is None else db_after - db_before
     ours = run.server_cpu_s + (run.db_cpu_s or 0.0) + run.load.client_cpu_s
@@ -160,9 +228,15 @@ def _serve_and_measure(
     ctx: Context, config: Config, env: dict[str, str], tag: str, run: Run
 ) -> None:
     """Start the server, measure it, stop it; the log tail is kept when anything went wrong."""
-    server = start_server(config.server, ctx.workdir, tag, base_env=ctx.environ, env=env)
+    cpus = SERVER_CPUS if pinned(ctx) else None
+    server = start_server(
+        config.server, ctx.workdir, tag, base_env=ctx.environ, env=env, cpus=cpus
+    )
     try:
-        _measure(ctx, config, server.target, server.process.pid, run)
+        if config.latency or ctx.options.generator == "python":
+            _measure(ctx, config, server.target, server.process.pid, run)
+        else:
+            _measure_h2load(ctx, config, server.port, server.process.pid, run)
         if config.metrics:  # after the window: proof that metrics were really on
             run.metrics_samples = metrics_samples(int(env["ORI_METRICS_PORT"]))
     except LoadFailed as error:

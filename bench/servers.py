@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -119,14 +120,19 @@ def start_server(
     base_env: Mapping[str, str],
     env: Mapping[str, str],
     timeout_s: float = 30.0,
+    cpus: str | None = None,
 ) -> RunningServer:
-    """Start and wait until ready (SERVING for oriserver); stdout and stderr go to a log file."""
+    """Start and wait until ready (SERVING for oriserver); stdout and stderr go to a log file.
+
+    ``cpus`` pins the server and every child it starts to those CPUs (taskset's list)."""
     port = free_port()
-    argv = [*KINDS[kind], *([str(port)] if kind != "oriserver" else [])]
+    argv = [sys.executable, *KINDS[kind], *([str(port)] if kind != "oriserver" else [])]
+    if cpus is not None:
+        argv = [shutil.which("taskset") or "taskset", "--cpu-list", cpus, *argv]
     log_path = workdir / f"{label}.log"
     with log_path.open("wb") as log:
         process = spawn(
-            [sys.executable, *argv],
+            argv,
             env=_environment(kind, port, base_env, env),
             cwd=workdir,
             stdout=log,

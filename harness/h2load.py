@@ -27,6 +27,11 @@ REPLY_BYTES = {"/MathHelper/Summation": 5 + 6, "/MathHelper/Factorial": 5 + 4}
 METHODS = tuple(REPLY_BYTES)
 
 
+def methods(mix: str) -> tuple[str, ...]:
+    """The paths for a mix: "summation", "factorial" or "both"."""
+    return {"summation": METHODS[:1], "factorial": METHODS[1:], "both": METHODS}[mix]
+
+
 def available() -> str | None:
     return shutil.which("h2load")
 
