@@ -10,11 +10,12 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from harness import h2load
+
 from bench.load import MIXES
 from bench.report import SuiteReport, header, render, write_json
 from bench.runner import Context, Options
 from bench.suites import SUITES
-from harness import h2load
 
 QUICK = {"duration": 1.5, "warmup": 0.5, "rounds": 1}
 FULL = {"duration": 10.0, "warmup": 2.0, "rounds": 3}

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from harness import h2load
 
 from bench.postgres import SUCCEEDED_KEY
@@ -177,9 +176,7 @@ def _per_round(
     ratio: Ratio, runs: dict[str, list[Run]], value: Callable[[Run], float | None]
 ) -> list[float]:
     def by_round(key: str) -> dict[int, float]:
-        return {
-            r.round: v for r in runs.get(key, []) if r.ok and (v := value(r)) is not None
-        }
+        return {r.round: v for r in runs.get(key, []) if r.ok and (v := value(r)) is not None}
 
     numerators, denominators = by_round(ratio.numerator), by_round(ratio.denominator)
     if ratio.delta:

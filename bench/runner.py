@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from harness import h2load
 
 from bench.load import LoadSpec
 from bench.loadprocs import LoadFailed, LoadProcesses
@@ -20,7 +21,6 @@ from bench.postgres import Postgres, postgres_rows, sqlite_rows
 from bench.procs import machine_busy_cpu, tree_cpu
 from bench.servers import ServerFailed, free_port, metrics_samples, start_server
 from bench.stats import LoadResult
-from harness import h2load
 from oriserver.config.database import DatabaseUrl
 
 
@@ -160,9 +160,7 @@ def _process_cpu(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def _measure_h2load(
-    ctx: Context, config: Config, port: int, server_pid: int, run: Run
-) -> None:
+def _measure_h2load(ctx: Context, config: Config, port: int, server_pid: int, run: Run) -> None:
     """h2load warms up, then measures; the server's CPU is read before and after the window."""
     o = ctx.options
     connections = min(o.connections, config.concurrency)
@@ -180,7 +178,7 @@ def _measure_h2load(
     server_after, db_after = tree_cpu(server_pid), _cpu(db_pid)
     busy_after = machine_busy_cpu()
     errors = {"stream errors": result.failed} if result.failed else {}
-    if not result.every_reply_is_right(methods):
+    if not result.right:
         # A gRPC error is an HTTP/2 success without a reply message: the bytes tell.
         errors["wrong or missing replies"] = 1
     run.load = LoadResult(
@@ -229,9 +227,7 @@ def _serve_and_measure(
 ) -> None:
     """Start the server, measure it, stop it; the log tail is kept when anything went wrong."""
     cpus = SERVER_CPUS if pinned(ctx) else None
-    server = start_server(
-        config.server, ctx.workdir, tag, base_env=ctx.environ, env=env, cpus=cpus
-    )
+    server = start_server(config.server, ctx.workdir, tag, base_env=ctx.environ, env=env, cpus=cpus)
     try:
         if config.latency or ctx.options.generator == "python":
             _measure(ctx, config, server.target, server.process.pid, run)

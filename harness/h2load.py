@@ -4,6 +4,8 @@ h2load speaks gRPC when it is given a gRPC-framed request body and the two
 headers gRPC needs. It counts HTTP/2 responses, not gRPC statuses, so what it
 reports is checked here: every gRPC error is an HTTP 200 without a message, so
 the response bytes it counted must be exactly those of the expected replies.
+To keep that check exact, each method gets an h2load process of its own (its
+share of the connections), all started together: one wrong reply shows.
 """
 
 from __future__ import annotations
@@ -49,15 +51,7 @@ class H2loadResult:
     def rps(self) -> float:
         return self.succeeded / self.seconds if self.seconds > 0 else 0.0
 
-    def every_reply_is_right(self, methods: tuple[str, ...]) -> bool:
-        """Whether the bytes received are exactly the expected replies: h2load sends the
-        methods' requests in turn, so they split as evenly as the count allows."""
-        sizes = [REPLY_BYTES[m] for m in methods]
-        low, high = min(sizes), max(sizes)
-        per_round = sum(sizes)
-        rounds, rest = divmod(self.succeeded, len(methods))
-        expected = rounds * per_round
-        return expected + rest * low <= self.data_bytes <= expected + rest * high
+    right: bool = True  # every response was exactly the expected reply
 
 
 _FINISHED = re.compile(r"finished in ([\d.]+)(ms|s|us),")
@@ -93,12 +87,25 @@ def command(
     cpus: str | None = None,
 ) -> list[str]:
     argv = [
-        "h2load", "--duration", f"{duration_s:g}", "--clients", str(connections),
+        "h2load", "--duration", f"{round(duration_s * 1000)}ms", "--clients", str(connections),
         "--max-concurrent-streams", str(streams), "--threads", "1", "--data", str(body),
         "--header", "content-type: application/grpc", "--header", "te: trailers",
         *(f"http://127.0.0.1:{port}{method}" for method in methods),
     ]  # fmt: skip
     return (["taskset", "--cpu-list", cpus] if cpus else []) + argv
+
+
+def _combine(parts: list[H2loadResult]) -> H2loadResult:
+    total = sum(part.succeeded for part in parts)
+    return H2loadResult(
+        seconds=max(part.seconds for part in parts),
+        succeeded=total,
+        failed=sum(part.failed for part in parts),
+        data_bytes=sum(part.data_bytes for part in parts),
+        mean_latency_ms=sum(p.mean_latency_ms * p.succeeded for p in parts) / max(total, 1),
+        cpu_s=sum(part.cpu_s for part in parts),
+        right=all(part.right for part in parts),
+    )
 
 
 def run(
@@ -110,22 +117,41 @@ def run(
     methods: tuple[str, ...] = METHODS,
     cpus: str | None = None,
 ) -> H2loadResult:
-    """One measured run: ``connections`` x ``streams`` calls always in flight."""
+    """One measured run: ``connections`` x ``streams`` calls always in flight, the
+    connections shared out between the methods (one h2load process each)."""
+    per_method = max(1, connections // len(methods))
     with tempfile.TemporaryDirectory(prefix="ori-h2load-") as folder:
         body = Path(folder) / "request.bin"
         body.write_bytes(b"\x00" + len(REQUEST).to_bytes(4, "big") + REQUEST)
-        argv = command(
-            port, duration_s=duration_s, connections=connections, streams=streams,
-            body=body, methods=methods, cpus=cpus,
-        )  # fmt: skip
-        process = subprocess.Popen(  # noqa: S603 - h2load with our own arguments, on loopback
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert process.stdout is not None
-        output = process.stdout.read()
-        # wait4 gives this child's own CPU time (RUSAGE_CHILDREN would add every other child).
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        processes = [
+            subprocess.Popen(  # noqa: S603 - h2load with our own arguments, on loopback
+                command(
+                    port,
+                    duration_s=duration_s,
+                    connections=per_method,
+                    streams=streams,
+                    body=body,
+                    methods=(method,),
+                    cpus=cpus,
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            for method in methods
+        ]
+        parts = [_finish(process, method) for process, method in zip(processes, methods)]
+    return _combine(parts)
+
+
+def _finish(process: subprocess.Popen[str], method: str) -> H2loadResult:
+    assert process.stdout is not None
+    output = process.stdout.read()
+    # wait4 gives this child's own CPU time (RUSAGE_CHILDREN would add every other child).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"h2load failed ({process.returncode}):\n{output[-2000:]}")
-    return parse(output, usage.ru_utime + usage.ru_stime)
+    result = parse(output, usage.ru_utime + usage.ru_stime)
+    right = result.failed == 0 and result.data_bytes == result.succeeded * REPLY_BYTES[method]
+    return H2loadResult(**{**result.__dict__, "right": right})
