@@ -137,10 +137,12 @@ def run(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-            )  # fmt: skip
+            )
             for method in methods
         ]
-        parts = [_finish(process, method) for process, method in zip(processes, methods)]
+        parts = [
+            _finish(process, method) for process, method in zip(processes, methods, strict=True)
+        ]
     return _combine(parts)
 
 
