@@ -178,6 +178,13 @@ class Metrics:
             "Worker processes restarted after an unexpected exit.",
             registry=r,
         )
+        self.access_refusals = Counter(
+            "ori_events_api_refusals",
+            "Events-API calls refused before they ran, by method and status code "
+            "(UNAUTHENTICATED: no token; PERMISSION_DENIED: wrong token, name or network).",
+            ["method", "code"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "ori_build_info",
             "Always 1; the version is in the label.",
@@ -201,3 +208,8 @@ class Metrics:
             self._rpc_children[(full_method, code)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def access_refused(self, full_method: str, code: object) -> None:
+        """One events-API call refused by the access rules (rpc/access_guard.py)."""
+        _, method = split_method(full_method)
+        self.access_refusals.labels(method, str(getattr(code, "name", code))).inc()
