@@ -16,6 +16,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from oriserver import __version__
+from oriserver._generated.ori.events.v1 import events_pb2
+
+EVENTS_METHODS = tuple(
+    m.name for m in events_pb2.DESCRIPTOR.services_by_name["EventsService"].methods
+)
 
 RPC_BUCKETS = (
     0.0001,
@@ -185,6 +190,9 @@ class Metrics:
             ["method", "code"],
             registry=r,
         )
+        for method in EVENTS_METHODS:  # at 0 from the start, so increase() sees the first one
+            for code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+                self.access_refusals.labels(method, code)
         self.build_info = Gauge(
             "ori_build_info",
             "Always 1; the version is in the label.",
