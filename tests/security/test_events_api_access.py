@@ -248,6 +248,9 @@ def test_ori_will_not_send_a_token_in_plaintext_to_another_host(
     assert refused.returncode == 2
     assert refused.stderr.startswith("ori: configuration error: --token-file: refusing")
     assert len(refused.stderr.splitlines()) == 1
+    # Commands that do not read the log neither need nor send the token: no refusal.
+    calculation = ("--host", address, "--token-file", str(mine), "summation", "2", "40")
+    assert run_ori(*calculation, port=server.port).stdout == "42\n"
     anonymous = run_ori("--host", address, "events", port=server.port)
     assert anonymous.returncode == 1
     assert "UNAUTHENTICATED" in anonymous.stderr

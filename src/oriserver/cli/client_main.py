@@ -16,7 +16,7 @@ from typing import cast
 import grpc
 
 from oriserver import __version__
-from oriserver.cli import client_commands, client_tls, client_token
+from oriserver.cli import client_commands, client_tls, client_token, event_commands
 from oriserver.cli.arguments import int64, port, positive_seconds
 from oriserver.cli.client_config import ClientDefaults, client_defaults
 from oriserver.config.env import ConfigError
@@ -136,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(defaults).parse_args(argv)
     try:
         tls = client_tls.resolve_tls(args, defaults.tls)
-        token = client_token.resolve_token(
-            args, defaults.token_file, args.host, tls=tls is not None
-        )
+        token = None
+        if args.command in event_commands.NAMES:  # no other command needs it
+            token = client_token.resolve_token(
+                args, defaults.token_file, args.host, tls=tls is not None
+            )
     except ConfigError as error:
         print(f"ori: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE

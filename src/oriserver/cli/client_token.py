@@ -1,7 +1,8 @@
 """``ori``'s bearer token for the events API: read from a file, sent only where it is safe.
 
-The token goes in the ``authorization`` metadata of ori.events.v1 calls alone
-(MathHelper and health never need it). It is never sent in plaintext to a host
+The token is read only for the commands that read the log (``ori totals``,
+``ori events``) and goes in the ``authorization`` metadata of ori.events.v1
+calls alone (MathHelper and health never need it). It is never sent in plaintext to a host
 other than loopback unless ``--allow-insecure-token`` says so: anyone on the path
 could read it and then the whole log.
 """
