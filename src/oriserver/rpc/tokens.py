@@ -15,7 +15,8 @@ import os
 import threading
 from pathlib import Path
 
-from oriserver.config.access import read_tokens
+from oriserver.config.access import TOKENS_FILE, read_tokens
+from oriserver.config.env import ConfigError
 from oriserver.recording.backoff import RateLimit
 from oriserver.service.access import TokenSet
 
@@ -31,9 +32,14 @@ class TokenFile:
         self._path = path
         self._lock = threading.Lock()
         self._warnings = RateLimit(60.0)
-        self._signature = self._stat()
+        try:  # checked at start-up (config/access.py); it may have changed since
+            self._signature = self._stat()
+            self._tokens = TokenSet(read_tokens(path))
+        except OSError as error:
+            raise ConfigError(TOKENS_FILE, f"cannot read {path}: {error.strerror}") from None
+        except ValueError as error:
+            raise ConfigError(TOKENS_FILE, str(error)) from None
         self._rejected: Signature | None = None
-        self._tokens = TokenSet(read_tokens(path))  # checked at start-up (config/access.py)
         self.reloads = 0
 
     def _stat(self) -> Signature:
