@@ -21,9 +21,11 @@ SECTIONS = (
     ("oriserver.config.serving", "Serving engine"),
     ("oriserver.config.transport", "Transport security and limits"),
     ("oriserver.config.api", "Events API"),
+    ("oriserver.config.access", "Events API access"),
     ("oriserver.config.settings", None),  # split below: server, event store, notifications
     ("oriserver.cli.client_config", "Client (`ori`)"),
     ("oriserver.cli.client_tls", "Client (`ori`)"),
+    ("oriserver.cli.client_token", "Client (`ori`)"),
 )
 ORDER = (
     "Server",
@@ -31,6 +33,7 @@ ORDER = (
     "Event store",
     "Watch-list notifications",
     "Events API",
+    "Events API access",
     "Transport security and limits",
     "Client (`ori`)",
 )

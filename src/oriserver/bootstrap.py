@@ -26,6 +26,7 @@ from oriserver.eventhost.host import EventHost
 from oriserver.reactors.watchlist import WatchListReactor
 from oriserver.reactors.webhook import WebhookClient
 from oriserver.recording.shipper import CallShipper
+from oriserver.rpc.access_guard import AccessGuard
 from oriserver.rpc.access_log import AccessLog
 from oriserver.rpc.engines import end_call
 from oriserver.rpc.events_api import EventsServicer
@@ -38,6 +39,8 @@ from oriserver.rpc.server import (
     ServerParts,
     create_server,
 )
+from oriserver.rpc.tokens import TokenFile
+from oriserver.service.access import AccessPolicy
 from oriserver.service.background import holder_id
 from oriserver.service.calculations import CalculationService
 from oriserver.service.log_watcher import LogWatcher
@@ -208,7 +211,8 @@ def build_server(settings: Settings, runtime: Runtime | None = None) -> ServerAp
         lifecycle.add(access_log.start, access_log.stop)
     observer = RpcObserver(access_log, metrics)
     observing = ObservingWrapper(observer, end_call)
-    wrappers: list[HandlerWrapper] = [observing]
+    # Inside the observer, so the per-RPC line and metrics see a refusal's status.
+    wrappers: list[HandlerWrapper] = [observing, _access_guard(settings, metrics)]
     tracer = _tracer(settings)
     if tracer is not None:
         from oriserver.telemetry.tracing_wrapper import TracingWrapper
@@ -294,6 +298,14 @@ def _log_ready(settings: Settings) -> None:
             "watched_networks": [str(n) for n in settings.notify.watch_list.networks],
         },
     )
+
+
+def _access_guard(settings: Settings, metrics: Metrics | None) -> AccessGuard:
+    """The events API's rules; the tokens file is watched for changes (rpc/tokens.py)."""
+    access = settings.access
+    tokens = TokenFile(access.tokens_file).current if access.tokens_file is not None else None
+    policy = AccessPolicy(access.networks, tokens, access.client_names)
+    return AccessGuard(EVENTS_SERVICE, policy, metrics)
 
 
 def _access_log(settings: Settings) -> AccessLog | None:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+import oriserver.cli.client_config  # registers the client's variables: `ori` runs in the pods too
 import oriserver.config.settings  # noqa: F401 - registers every server variable
 from oriserver.config import Settings, load_settings
 from oriserver.config.env import REGISTRY
-from oriserver.rpc.server import MATHHELPER_SERVICE
+from oriserver.rpc.server import EVENTS_SERVICE, MATHHELPER_SERVICE
 from tests.delivery.tools import (
     OVERLAYS,
     ROOT,
@@ -23,6 +24,7 @@ from tests.delivery.tools import (
     dockerfile_stages,
     effective_env,
     labels_match,
+    on_this_machine,
     one,
     schema_problems,
 )
@@ -44,9 +46,13 @@ def server_container(docs: Docs) -> dict[str, Any]:
     return container(server(docs)["spec"]["template"]["spec"], "server")
 
 
+TOKENS_MOUNT = "/etc/oriserver/events-api"
+
+
 def server_settings(docs: Docs) -> Settings:
-    """What the server would parse from its ConfigMap and literal env in this overlay."""
-    return load_settings(effective_env(docs, server_container(docs)))
+    """What the server would parse from its ConfigMap and literal env in this overlay
+    (the tokens file, on a Secret volume in the pod, is a local stand-in here)."""
+    return load_settings(on_this_machine(effective_env(docs, server_container(docs))))
 
 
 def pod_templates(docs: Docs) -> list[tuple[str, dict[str, Any]]]:
@@ -228,10 +234,38 @@ def test_the_prod_overlay_ships_no_secret_and_the_dev_secret_is_an_example(
     rendered: Rendered,
 ) -> None:
     assert by_kind(rendered["prod"], "Secret") == [], "applying prod must never overwrite it"
-    (secret,) = by_kind(rendered["dev"], "Secret")
-    assert secret["metadata"]["name"] == "oriserver-db"
-    assert "example" in secret["stringData"]["password"]
-    assert "example" in " ".join(secret["metadata"]["annotations"].values())
+    secrets = {s["metadata"]["name"]: s for s in by_kind(rendered["dev"], "Secret")}
+    assert set(secrets) == {"oriserver-db", "oriserver-events-api-tokens"}
+    assert "example" in secrets["oriserver-db"]["stringData"]["password"]
+    assert "example" in secrets["oriserver-events-api-tokens"]["stringData"]["tokens"]
+    for secret in secrets.values():
+        assert "example" in " ".join(secret["metadata"]["annotations"].values())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_events_api_needs_a_token_from_a_secret_that_is_not_world_readable(
+    rendered: Rendered, overlay: str
+) -> None:
+    docs = rendered[overlay]
+    spec = server(docs)["spec"]["template"]["spec"]
+    env = effective_env(docs, server_container(docs))
+    tokens = Path(env["ORI_EVENTS_API_TOKENS_FILE"])
+    assert env["ORI_TOKEN_FILE"] == str(tokens), "ori in the pod sends the pod's token"
+    (mount,) = [m for m in server_container(docs)["volumeMounts"] if m["mountPath"] == TOKENS_MOUNT]
+    assert tokens.parent == Path(TOKENS_MOUNT)
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "oriserver-events-api-tokens"
+    assert {"key": "tokens", "path": tokens.name} in volume["secret"]["items"]
+    assert volume["secret"]["defaultMode"] & 0o004 == 0, "the server refuses world-readable"
+    assert volume["secret"]["defaultMode"] & 0o040, "the pod's group (fsGroup) must read it"
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    assert server_settings(docs).access.credentials_required
+    for name, pod in pod_specs(docs):  # the Job and the init step have no mount: no variable
+        for item in pod.get("initContainers", []) + pod["containers"]:
+            if item is not server_container(docs):
+                names = {e["name"] for e in item.get("env", [])}
+                assert "ORI_EVENTS_API_TOKENS_FILE" not in names, f"{name}/{item['name']}"
 
 
 def test_prod_runs_several_replicas_spread_over_nodes_and_rolls_without_capacity_loss(
@@ -347,12 +381,17 @@ def test_the_ingress_proxies_grpc_to_the_service_behind_tls(rendered: Rendered) 
     assert ingress["spec"]["ingressClassName"] == "nginx"
     tls_hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
     assert all(tls["secretName"] for tls in ingress["spec"]["tls"])
+    routed = set()
     for rule in ingress["spec"]["rules"]:
         assert rule["host"] in tls_hosts
         for path in rule["http"]["paths"]:
             backend = path["backend"]["service"]
             service = one(docs, "Service", backend["name"])
             assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+            routed.add((path["path"], path["pathType"]))
+    # The public API only: the events API (the log of who called) is not routed.
+    assert routed == {("/MathHelper/", "Prefix"), ("/grpc.health.v1.Health/", "Prefix")}
+    assert not any(EVENTS_SERVICE.startswith(p.strip("/")) for p, _ in routed)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -42,6 +42,7 @@ from tests.delivery.tools import (
     container,
     effective_env,
     labels_match,
+    on_this_machine,
     one,
     render_overlay,
     schema_problems,
@@ -74,6 +75,7 @@ HISTOGRAMS = {
 EXPORTED = HISTOGRAMS | {
     "ori_rpc_handled_total",
     "ori_rpc_in_flight",
+    "ori_events_api_refusals_total",
     "ori_events_buffered",
     "ori_events_buffer_capacity",
     "ori_events_appended_total",
@@ -302,7 +304,7 @@ def test_the_service_monitor_scrapes_the_one_service_port_that_serves_metrics(
     assert labels_match(service["spec"]["selector"], template["metadata"]["labels"])
     server = container(template["spec"], "server")
     container_ports = {p["name"]: p["containerPort"] for p in server["ports"]}
-    settings = load_settings(effective_env(monitoring, server))
+    settings = load_settings(on_this_machine(effective_env(monitoring, server)))
     assert container_ports[port["targetPort"]] == settings.metrics_port
     assert endpoint.get("path", "/metrics") == "/metrics"
     assert endpoint.get("scheme", "http") == "http"

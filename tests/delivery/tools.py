@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +149,23 @@ def effective_env(docs: Sequence[dict[str, Any]], spec: Mapping[str, Any]) -> di
         if "value" in item:
             env[item["name"]] = item["value"]
     return env
+
+
+@functools.cache
+def _stand_in_tokens_file() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="tokens-")) / "tokens"
+    path.write_text("a-token-of-the-right-shape-0123\n")
+    path.chmod(0o440)  # the mode the Secret volume gives it
+    return path
+
+
+def on_this_machine(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with files that live on a pod's Secret volumes replaced by local stand-ins
+    (one well-formed token for the events-API tokens file), so load_settings can parse it."""
+    local = dict(env)
+    if "ORI_EVENTS_API_TOKENS_FILE" in local:
+        local["ORI_EVENTS_API_TOKENS_FILE"] = str(_stand_in_tokens_file())
+    return local
 
 
 def cpu_cores(quantity: str) -> float:

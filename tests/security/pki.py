@@ -86,6 +86,7 @@ class Authority:
         server: bool,
         dns: tuple[str, ...] = (),
         ips: tuple[str, ...] = (),
+        uris: tuple[str, ...] = (),
     ) -> Leaf:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -106,6 +107,7 @@ class Authority:
         )
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        names += [x509.UniformResourceIdentifier(u) for u in uris]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())

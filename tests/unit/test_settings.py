@@ -228,6 +228,9 @@ def test_a_documented_default_is_the_value_in_effect_when_unset(variable: Variab
     assert _configuration({variable.name: variable.default}) == _configuration({})
 
 
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
 def _probes(pki: Pki) -> dict[str, dict[str, str]]:
     """A valid setting for each variable without a fixed default (TLS files come in pairs)."""
     server_tls = {
@@ -247,7 +250,28 @@ def _probes(pki: Pki) -> dict[str, dict[str, str]]:
         "ORI_TLS_CLIENT_KEY_FILE": {"ORI_TLS_CLIENT_KEY_FILE": str(pki.client.key_file)},
         "ORI_TLS_SERVER_NAME": {"ORI_TLS_SERVER_NAME": "probe.example"},
         "ORI_TLS": {"ORI_TLS": "true"},
+        "ORI_EVENTS_API_ALLOW_CIDRS": {"ORI_EVENTS_API_ALLOW_CIDRS": "10.0.0.0/8"},
+        # The allow-list is given as its default: unset, credentials would also open it.
+        "ORI_EVENTS_API_TOKENS_FILE": {
+            "ORI_EVENTS_API_TOKENS_FILE": str(_tokens(pki)),
+            "ORI_EVENTS_API_ALLOW_CIDRS": LOOPBACK,
+        },
+        "ORI_EVENTS_API_CLIENT_NAMES": {
+            **server_tls,
+            "ORI_EVENTS_API_ALLOW_CIDRS": LOOPBACK,
+            "ORI_TLS_CLIENT_CA_FILE": str(pki.ca.cert_file),
+            "ORI_EVENTS_API_CLIENT_NAMES": "reader.example",
+        },
+        "ORI_TOKEN_FILE": {"ORI_TOKEN_FILE": str(_tokens(pki))},
     }
+
+
+def _tokens(pki: Pki) -> Path:
+    """A tokens file as the server accepts it: a well-formed token, not world-readable."""
+    path = pki.ca.folder / "tokens"
+    path.write_text("a-probe-token-0123456789\n")
+    path.chmod(0o600)
+    return path
 
 
 def test_a_variable_documented_as_empty_leaves_its_settings_empty(tmp_path: Path) -> None:

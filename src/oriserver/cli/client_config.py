@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from oriserver.cli.client_tls import TlsDefaults, tls_defaults
+from oriserver.cli.client_token import token_file_default
 from oriserver.config.env import ConfigError, EnvReader, text, variable
 from oriserver.config.settings import PORT
 
@@ -17,6 +18,7 @@ class ClientDefaults:
     host: str
     port: int
     tls: TlsDefaults = field(default_factory=TlsDefaults)
+    token_file: str = ""
 
 
 def client_defaults(environ: Mapping[str, str]) -> ClientDefaults:
@@ -25,4 +27,6 @@ def client_defaults(environ: Mapping[str, str]) -> ClientDefaults:
     port = env.get(PORT)
     if port == 0:  # the server may pick a free port; a client must be told which
         raise ConfigError(PORT, "must be between 1 and 65535 (got '0')")
-    return ClientDefaults(host=env.get(HOST), port=port, tls=tls_defaults(env))
+    return ClientDefaults(
+        host=env.get(HOST), port=port, tls=tls_defaults(env), token_file=token_file_default(env)
+    )

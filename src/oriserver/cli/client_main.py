@@ -16,7 +16,7 @@ from typing import cast
 import grpc
 
 from oriserver import __version__
-from oriserver.cli import client_commands, client_tls
+from oriserver.cli import client_commands, client_tls, client_token, event_commands
 from oriserver.cli.arguments import int64, port, positive_seconds
 from oriserver.cli.client_config import ClientDefaults, client_defaults
 from oriserver.config.env import ConfigError
@@ -60,6 +60,7 @@ def _connection_options(
         help="print the whole response message as JSON",
     )
     client_tls.add_tls_options(group, default)
+    client_token.add_token_options(group, default)
     return parent
 
 
@@ -135,10 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(defaults).parse_args(argv)
     try:
         tls = client_tls.resolve_tls(args, defaults.tls)
+        token = None
+        if args.command in event_commands.NAMES:  # no other command needs it
+            token = client_token.resolve_token(
+                args, defaults.token_file, args.host, tls=tls is not None
+            )
     except ConfigError as error:
         print(f"ori: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    channel = client_tls.open_channel(_target(args.host, args.port), tls)
+    channel = client_token.with_token(
+        client_tls.open_channel(_target(args.host, args.port), tls), token
+    )
     try:
         return client_commands.run(args, channel, sys.stdout)
     except grpc.RpcError as error:

@@ -38,6 +38,9 @@ TYPE_CHOICES = {
 }
 
 
+NAMES = frozenset({"totals", "events"})  # the commands that read the log (and send a token)
+
+
 def register(command: AddCommand) -> None:
     command("totals", "print the running totals per method", "ori totals --json")
     events = command(

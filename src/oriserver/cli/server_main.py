@@ -124,6 +124,9 @@ def run_server(settings: Settings, runtime: Runtime | None = None) -> int:
     except (BindError, StoreError, MetricsBindError) as error:
         log.error("cannot start: %s", error)
         return EXIT_FAILURE
+    except ConfigError as error:  # a file that changed after the settings were read
+        print(f"oriserver: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from oriserver.config.access import CLIENT_NAMES
 from oriserver.config.env import ConfigError, EnvReader, choice, integer, variable
 from oriserver.config.transport import (
     HANDSHAKE_TIMEOUT,
@@ -66,6 +67,7 @@ NATIVE_CANNOT: dict[str, str] = {
     MAX_IDLE: "closing idle connections",
     HANDSHAKE_TIMEOUT: "handshake timeouts",
     MIN_PING: "policing client pings",
+    CLIENT_NAMES: "client certificates (mTLS)",
 }
 
 

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from oriserver.config.access import AccessSettings, load_access
 from oriserver.config.api import ApiSettings, load_api
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import (
@@ -263,6 +264,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     tracing_exporter: TracingExporter = TracingExporter.OFF
     metrics_port: int = METRICS_PORT.value
@@ -324,6 +326,8 @@ def _tracing_exporter(environ: Mapping[str, str]) -> TracingExporter:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parse every ORI_* variable; raise ConfigError naming the first bad one."""
     env = EnvReader(environ)
+    transport = load_transport(env)
+    serving = load_serving(env)  # first: it names what the native engine cannot do
     return Settings(
         listen_host=env.get(LISTEN_HOST),
         port=env.get(PORT),
@@ -335,10 +339,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         instance_id=env.get(INSTANCE_ID) or socket.gethostname(),
         events=_event_settings(env),
         notify=_notify_settings(env),
-        transport=load_transport(env),
+        transport=transport,
         tracing_exporter=_tracing_exporter(environ),
         api=load_api(env),
-        serving=load_serving(env),
+        access=load_access(env, mutual_tls=transport.tls.mutual),
+        serving=serving,
         metrics_port=env.get(METRICS_PORT),
         metrics_listen_host=env.get(METRICS_HOST),
         workers=env.get(WORKERS),

@@ -16,6 +16,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from oriserver import __version__
+from oriserver._generated.ori.events.v1 import events_pb2
+
+EVENTS_METHODS = tuple(
+    m.name for m in events_pb2.DESCRIPTOR.services_by_name["EventsService"].methods
+)
 
 RPC_BUCKETS = (
     0.0001,
@@ -178,6 +183,16 @@ class Metrics:
             "Worker processes restarted after an unexpected exit.",
             registry=r,
         )
+        self.access_refusals = Counter(
+            "ori_events_api_refusals",
+            "Events-API calls refused before they ran, by method and status code "
+            "(UNAUTHENTICATED: no token; PERMISSION_DENIED: wrong token, name or network).",
+            ["method", "code"],
+            registry=r,
+        )
+        for method in EVENTS_METHODS:  # at 0 from the start, so increase() sees the first one
+            for code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+                self.access_refusals.labels(method, code)
         self.build_info = Gauge(
             "ori_build_info",
             "Always 1; the version is in the label.",
@@ -201,3 +216,8 @@ class Metrics:
             self._rpc_children[(full_method, code)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def access_refused(self, full_method: str, code: object) -> None:
+        """One events-API call refused by the access rules (rpc/access_guard.py)."""
+        _, method = split_method(full_method)
+        self.access_refusals.labels(method, str(getattr(code, "name", code))).inc()
