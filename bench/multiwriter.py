@@ -60,6 +60,7 @@ class Row:
     p99_flush_ms: tuple[float, ...]  # one per writer
     median_flush_ms: float
     totals_equal_counts: bool
+    waiting_for_lock: float  # writers waiting for the append lock, on average (sampled)
     archived_per_s: float | None = None  # with archive=True: rows archived and removed per s
 
 
@@ -134,6 +135,25 @@ def _totals_equal_counts(url: str) -> bool:
     return sorted(counted) == sorted(totals)
 
 
+_WAITING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+)
+
+
+def _sample_lock_waits(url: str, start_at: float, stop_at: float) -> float:
+    """How many writers wait for the append lock at a time, sampled every 10 ms."""
+    samples: list[int] = []
+    with psycopg.connect(url, autocommit=True) as connection:
+        while time.time() < start_at + WARMUP_S:
+            time.sleep(0.01)
+        while time.time() < stop_at:
+            row = connection.execute(_WAITING).fetchone()
+            samples.append(int(row[0]) if row else 0)
+            time.sleep(0.01)
+    return sum(samples) / max(len(samples), 1)
+
+
 @contextlib.contextmanager
 def _fresh_database(server_url: str) -> Iterator[str]:
     name = f"ori_bench_multiwriter_{uuid.uuid4().hex[:10]}"
@@ -167,6 +187,7 @@ def run_one(
             )
         for process in processes:
             process.start()
+        waiting = _sample_lock_waits(url, start_at, stop_at)
         outcomes = [results.get(timeout=seconds + 120) for _ in range(writers)]
         moved = archived.get(timeout=seconds + 120) if archive else None
         for process in processes:
@@ -182,6 +203,7 @@ def run_one(
             p99_flush_ms=tuple(1000 * _quantile(flushes, 0.99) for _, flushes in outcomes),
             median_flush_ms=1000 * _quantile(every, 0.5),
             totals_equal_counts=_totals_equal_counts(url),
+            waiting_for_lock=waiting,
             archived_per_s=None if moved is None else moved[0] / max(moved[1], 1e-9),
         )
 
@@ -201,15 +223,16 @@ def run(
 
 def table(rows: Sequence[Row]) -> str:
     lines = [
-        "| writers | batch (events) | events/s (all writers) | median flush ms | p99 flush ms per writer | totals = counts | archived rows/s |",
-        "|---:|---:|---:|---:|---|---|---:|",
+        "| writers | batch (events) | events/s (all writers) | median flush ms | p99 flush ms per writer | writers waiting for the lock (mean) | totals = counts | archived rows/s |",
+        "|---:|---:|---:|---:|---|---:|---|---:|",
     ]
     for row in rows:
         p99 = ", ".join(f"{ms:.1f}" for ms in row.p99_flush_ms)
         moved = "-" if row.archived_per_s is None else f"{row.archived_per_s:,.0f}"
         lines.append(
             f"| {row.writers} | {row.batch_events} | {row.events_per_s:,.0f} | "
-            f"{row.median_flush_ms:.1f} | {p99} | {'yes' if row.totals_equal_counts else 'NO'} | {moved} |"
+            f"{row.median_flush_ms:.1f} | {p99} | {row.waiting_for_lock:.2f} | "
+            f"{'yes' if row.totals_equal_counts else 'NO'} | {moved} |"
         )
     return "\n".join(lines)
 
@@ -225,12 +248,14 @@ def main() -> int:
     if not args.database_url:
         parser.error("give a PostgreSQL URL (or set ORI_TEST_DATABASE_URL)")
     counts = tuple(int(n) for n in args.writers.split(","))
+    load = os.getloadavg()
     rows = run(
         args.database_url, counts, args.seconds, batch_events=args.batch, archive=args.archive
     )
     print(f"`python -m bench.multiwriter --writers {args.writers} --seconds {args.seconds:g} "
           f"--batch {args.batch}{' --archive' if args.archive else ''}` "
-          f"on {os.cpu_count()} CPUs\n")  # fmt: skip
+          f"on {os.cpu_count()} CPUs, load average before the run "
+          f"{load[0]:.1f}, after {os.getloadavg()[0]:.1f}\n")  # fmt: skip
     print(table(rows))
     return 0 if all(row.totals_equal_counts for row in rows) else 1
 
