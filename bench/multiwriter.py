@@ -20,6 +20,7 @@ database of its own per configuration and drops it afterwards.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import multiprocessing
 import os
@@ -31,11 +32,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from oriserver.config.database import DatabaseUrl
+from oriserver.domain.events import StoredEvent
 from oriserver.service.calls import CallRecord
 from oriserver.service.retention import archive
 from oriserver.store import migrate
@@ -97,6 +100,17 @@ def _writer(url: str, batch_events: int, start_at: float, stop_at: float, out: o
     out.put((events, flushes))  # type: ignore[attr-defined]
 
 
+class _Counting(ArchiveWriter):
+    """The real archive writer, also counting what it wrote per (method, type): with them
+    the totals can still be checked against counts after rows left the table."""
+
+    counts: ClassVar[collections.Counter[tuple[str, str]]] = collections.Counter()  # per process
+
+    def write(self, events: Sequence[StoredEvent]) -> None:
+        super().write(events)
+        self.counts.update((e.event.method.value, e.type_name) for e in events)
+
+
 def _archiver(url: str, start_at: float, stop_at: float, out: object) -> None:
     """Archive everything the totals have passed, again and again, until the run ends."""
     store = open_store(DatabaseUrl.parse(url), timeout_s=30.0)
@@ -107,13 +121,13 @@ def _archiver(url: str, start_at: float, stop_at: float, out: object) -> None:
         while time.time() < stop_at:
             path = Path(folder) / f"{uuid.uuid4().hex}.jsonl.gz"
             began = time.perf_counter()
-            done = archive(store, datetime.now(UTC) + timedelta(days=1), ArchiveWriter(path))
+            done = archive(store, datetime.now(UTC) + timedelta(days=1), _Counting(path))
             busy += time.perf_counter() - began
             archived += done.events
             path.unlink()
             time.sleep(0.2)
     store.close()
-    out.put((archived, busy))  # type: ignore[attr-defined]
+    out.put((archived, busy, dict(_Counting.counts)))  # type: ignore[attr-defined]
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -121,18 +135,23 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _totals_equal_counts(url: str) -> bool:
-    """Gap safety: the totals folded on write equal a count of the table, per method."""
+_TYPES = ("CalculationRequested", "CalculationSucceeded", "CalculationFailed")
+
+
+def _totals_equal_counts(url: str, archived: dict[tuple[str, str], int]) -> bool:
+    """Gap safety: the totals folded on write equal a count of the table plus what was
+    archived, per method and event type."""
+    counts = collections.Counter(archived)
     with psycopg.connect(url) as connection:
-        counted = connection.execute(
-            "SELECT method, count(*) FILTER (WHERE event_type = 'CalculationRequested'), "
-            "count(*) FILTER (WHERE event_type = 'CalculationSucceeded'), "
-            "count(*) FILTER (WHERE event_type = 'CalculationFailed') FROM events GROUP BY method"
-        ).fetchall()
+        for method, kind, n in connection.execute(
+            "SELECT method, event_type, count(*) FROM events GROUP BY 1, 2"
+        ):
+            counts[(method, kind)] += n
         totals = connection.execute(
-            "SELECT method, requested, succeeded, failed FROM running_totals WHERE requested > 0"
+            "SELECT method, requested, succeeded, failed FROM running_totals"
         ).fetchall()
-    return sorted(counted) == sorted(totals)
+    stored = {(m, kind): n for m, *ns in totals for kind, n in zip(_TYPES, ns, strict=True)}
+    return {k: v for k, v in stored.items() if v} == {k: v for k, v in counts.items() if v}
 
 
 _WAITING = (
@@ -202,7 +221,7 @@ def run_one(
             events_per_s=events / seconds,
             p99_flush_ms=tuple(1000 * _quantile(flushes, 0.99) for _, flushes in outcomes),
             median_flush_ms=1000 * _quantile(every, 0.5),
-            totals_equal_counts=_totals_equal_counts(url),
+            totals_equal_counts=_totals_equal_counts(url, moved[2] if moved else {}),
             waiting_for_lock=waiting,
             archived_per_s=None if moved is None else moved[0] / max(moved[1], 1e-9),
         )

@@ -16,27 +16,35 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
-from uuid import UUID
 
-from oriserver.domain.events import StoredEvent
+from oriserver.domain.events import CalculationFailed, CalculationSucceeded, StoredEvent
 from oriserver.service.retention import Chain, RetentionError
-from oriserver.store.rows import COLUMNS, from_row, to_row
+from oriserver.store.rows import COLUMNS, from_row
 
 FORMAT = "oriserver-events-archive"
 VERSION = 1
 _PAGE = 5000
-_ID_COLUMNS, _TIME_COLUMN = ("event_id", "calculation_id"), "occurred_at"
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _event_line(stored: StoredEvent) -> str:
-    record: dict[str, Any] = {
-        "position": stored.position,
-        "created_at": stored.created_at.isoformat(),
-    }
-    for name, value in zip(COLUMNS, to_row(stored.event), strict=True):
-        record[name] = str(UUID(bytes=value)) if name in _ID_COLUMNS else value
-    record[_TIME_COLUMN] = stored.event.occurred_at.isoformat()
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    """One event as an object keyed by the events table's columns (rows.py names them)."""
+    event = stored.event
+    inputs = event.inputs
+    failed = isinstance(event, CalculationFailed)
+    return _ENCODE({
+        "position": stored.position, "created_at": stored.created_at.isoformat(),
+        "event_id": str(event.event_id), "calculation_id": str(event.calculation_id),
+        "event_type": type(event).__name__, "method": event.method.value,
+        "input_first": inputs.first, "input_last": inputs.last, "input_base": inputs.base,
+        "result": event.result if isinstance(event, CalculationSucceeded) else None,
+        "status_code": event.code.value if failed else None,
+        "error_message": event.message if failed else None,
+        "client_ip": event.client_ip, "instance_id": event.instance_id,
+        "trace_id": event.trace_id, "occurred_at": event.occurred_at.isoformat(),
+    })  # fmt: skip
 
 
 def _event(record: dict[str, Any]) -> StoredEvent:
