@@ -41,7 +41,14 @@ def test_db_upgrade_creates_the_sqlite_schema_and_is_repeatable(tmp_path: Path) 
             "SELECT name FROM sqlite_master"
         )
     }
-    assert {"events", "running_totals", "checkpoints", "leases", "log_start", "alembic_version"} <= tables
+    assert {
+        "events",
+        "running_totals",
+        "checkpoints",
+        "leases",
+        "log_start",
+        "alembic_version",
+    } <= tables
 
 
 def test_db_current_tells_whether_an_upgrade_is_needed(tmp_path: Path) -> None:

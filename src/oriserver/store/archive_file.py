@@ -33,15 +33,15 @@ def _event_line(stored: StoredEvent) -> str:
     """One event as an object keyed by the events table's columns (rows.py names them)."""
     event = stored.event
     inputs = event.inputs
-    failed = isinstance(event, CalculationFailed)
+    failed = event if isinstance(event, CalculationFailed) else None
     return _ENCODE({
         "position": stored.position, "created_at": stored.created_at.isoformat(),
         "event_id": str(event.event_id), "calculation_id": str(event.calculation_id),
         "event_type": type(event).__name__, "method": event.method.value,
         "input_first": inputs.first, "input_last": inputs.last, "input_base": inputs.base,
         "result": event.result if isinstance(event, CalculationSucceeded) else None,
-        "status_code": event.code.value if failed else None,
-        "error_message": event.message if failed else None,
+        "status_code": failed.code.value if failed else None,
+        "error_message": failed.message if failed else None,
         "client_ip": event.client_ip, "instance_id": event.instance_id,
         "trace_id": event.trace_id, "occurred_at": event.occurred_at.isoformat(),
     })  # fmt: skip
