@@ -152,6 +152,57 @@ class EventStoreContract:
         store.release_lease("projection", "b")
         assert store.try_lease("projection", "a", ttl_s=5)
 
+    # -- retention -----------------------------------------------------------
+    def test_a_log_that_never_removed_anything_begins_at_position_one(self, store) -> None:
+        assert store.first_position() == 1
+        store.append(many(3))
+        assert store.first_position() == 1
+
+    def test_removing_before_a_position_keeps_the_rest_and_moves_the_start(self, store) -> None:
+        store.append(many(5))
+        positions = [s.position for s in store.read(0, 100)]
+        cut = positions[4]  # keep the last six of ten events
+        assert store.remove_before(1, cut, batch=3) == 4
+        assert store.first_position() == cut
+        assert [s.position for s in store.read(0, 100)] == positions[4:]
+        assert store.head() == positions[-1]
+
+    def test_the_head_stays_and_positions_keep_rising_after_everything_is_removed(
+        self, store
+    ) -> None:
+        store.append(many(2))
+        head = store.head()
+        assert store.remove_before(1, head + 1, batch=1000) == 4
+        assert store.read(0, 10) == []
+        assert (store.head(), store.first_position()) == (head, head + 1)
+        store.append(many(1))
+        assert [s.position > head for s in store.read(0, 10)] == [True, True]
+
+    def test_removal_from_a_start_that_moved_meanwhile_removes_nothing(self, store) -> None:
+        store.append(many(3))
+        store.remove_before(1, 3, batch=10)
+        with pytest.raises(StoreError, match="begins at 3"):
+            store.remove_before(1, 5, batch=10)  # a second archiver that read the old start
+        assert store.first_position() == 3
+        assert len(store.read(0, 100)) == 4
+
+    def test_removal_cannot_reach_past_the_head(self, store) -> None:
+        store.append(many(1))
+        with pytest.raises(StoreError):
+            store.remove_before(1, store.head() + 2, batch=10)
+        assert len(store.read(0, 10)) == 2
+
+    def test_removal_leaves_the_totals_and_checkpoints_alone(self, store) -> None:
+        store.append(many(4))
+        store.advance_totals(fold_step, 100)
+        store.save_checkpoint("reactor", 6)
+        before = store.load_totals()
+        store.remove_before(1, store.head() + 1, batch=2)
+        assert store.load_totals() == before
+        assert store.all_checkpoints() == {"running_totals": before[1], "reactor": 6}
+        store.append(many(1))
+        assert store.advance_totals(fold_step, 100).applied == 2
+
     def test_ping_succeeds_on_a_migrated_database(self, store) -> None:
         store.ping()
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-TABLES = ("events", "running_totals", "checkpoints", "leases")
+TABLES = ("events", "running_totals", "checkpoints", "leases", "log_start")
 
 
 @contextmanager

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 from oriserver.config import Settings
 from oriserver.errors import StoreError
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def db_upgrade(settings: Settings) -> int:
@@ -86,24 +89,71 @@ def _schema_state(settings: Settings, head: str) -> str | None:
     return None if current == head else f"the database is at revision {current or 'none'}"
 
 
-def events_rebuild(settings: Settings) -> int:
-    from oriserver.service.projection import rebuild
+def events_rebuild(settings: Settings, *, archives: Sequence[Path] = ()) -> int:
+    from oriserver.service.retention import RetentionError, rebuild
+    from oriserver.store.archive_file import archived_events
     from oriserver.store.factory import open_store
 
+    missing = [str(path) for path in archives if not path.is_file()]
+    if missing:
+        print(f"oriserver: no such archive file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
     store = open_store(settings.events.database, timeout_s=settings.events.db_timeout_s)
     try:
         store.ping()
-        totals, position = rebuild(store)
+        totals, position = rebuild(store, archived_events(archives) if archives else None)
+    except RetentionError as error:
+        print(f"oriserver: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except StoreError as error:
         print(f"oriserver: {error}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         store.close()
-    print(f"rebuilt running totals from {position} log positions")
+    print(f"rebuilt running totals from {position} log positions ({len(archives)} archives)")
     for method, counts in totals.by_method.items():
         print(
             f"{method.value:<10} requested={counts.requested} succeeded={counts.succeeded} failed={counts.failed}"
         )
+    return EXIT_OK
+
+
+def events_archive(settings: Settings, *, before: datetime, output: Path, batch: int) -> int:
+    """Exit 2 when the output cannot be a new file; 1 on a database or disk failure."""
+    from oriserver.service.retention import RetentionError, archive
+    from oriserver.store.archive_file import ArchiveWriter
+    from oriserver.store.factory import open_store
+
+    if not output.parent.is_dir():
+        print(f"oriserver: {output.parent} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        writer = ArchiveWriter(output)
+    except OSError as error:  # FileExistsError included: archives are never overwritten
+        print(f"oriserver: cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, FileExistsError) else EXIT_FAILURE
+    store = open_store(settings.events.database, timeout_s=settings.events.db_timeout_s)
+    started = time.monotonic()
+    try:
+        store.ping()
+        done = archive(store, before, writer, remove_batch=batch)
+    except (StoreError, RetentionError, OSError) as error:
+        kept = output.exists()
+        writer.abort()
+        where = f"; {output} is complete and kept" if kept else "; nothing was removed"
+        print(f"oriserver: archive failed: {error}{where}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        store.close()
+    seconds = time.monotonic() - started
+    print(
+        f"archived {done.events} events (positions {done.from_position} to "
+        f"{done.before_position - 1}) to {output} and removed them in {seconds:.1f} s "
+        f"({done.events / max(seconds, 1e-9):,.0f} events/s); the log now begins at "
+        f"{done.before_position}"
+    )
+    if done.held_by is not None:
+        print(f"newer events were kept: checkpoint {done.held_by!r} has not passed them yet")
     return EXIT_OK
 
 

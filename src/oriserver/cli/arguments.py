@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from oriserver.domain.arithmetic import INT64_MAX, INT64_MIN
 
@@ -54,4 +55,20 @@ def positive(text: str) -> int:
     value = non_negative(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def utc_time(text: str) -> datetime:
+    """An ISO 8601 time with its offset (2026-11-01T00:00:00Z); a time without one is refused,
+    since the same words name different instants on machines in different zones."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (example: 2026-11-01T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add Z or +HH:MM (example: 2026-11-01T00:00:00Z)"
+        )
     return value

@@ -54,7 +54,8 @@ def register(command: AddCommand) -> None:
         type=non_negative,
         default=None,
         metavar="N",
-        help="first log position to print (default: 1, or the next new event with --follow)",
+        help="first log position to print (default: the first retained one, or the next new "
+        "event with --follow); a position that was archived is refused",
     )
     events.add_argument(
         "--limit",
@@ -131,12 +132,14 @@ def events(args: argparse.Namespace, channel: grpc.Channel, out: TextIO) -> int:
     if args.follow:
         return _follow(stub, args, method, kind, out)
     remaining = args.limit or 100
-    position = args.start or 1
+    position = args.start or 0  # 0: where the retained log begins
     while remaining > 0:
         request = pb.ListEventsRequest(
             from_position=position, page_size=min(remaining, 1000), method=method, type=kind
         )
         reply = stub.ListEvents(request, timeout=args.timeout)
+        if position == (args.start or 0):
+            _say_where_the_log_begins(reply.first_position)
         for event in reply.events:
             _print_event(event, args.json, out)
         remaining -= len(reply.events)
@@ -144,6 +147,15 @@ def events(args: argparse.Namespace, channel: grpc.Channel, out: TextIO) -> int:
             break
         position = reply.next_from_position
     return 0
+
+
+def _say_where_the_log_begins(first: int) -> None:
+    if first > 1:
+        print(
+            f"ori: the log begins at position {first}; older events were archived",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class _Outage:

@@ -14,10 +14,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oriserver import __version__
-from oriserver.cli.arguments import positive_seconds
+from oriserver.cli.arguments import positive, positive_seconds, utc_time
 from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.logs import configure_logging
 
@@ -85,12 +86,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     events = commands.add_parser("events", help="event log tasks", description="Event log tasks.")
     event_commands = events.add_subparsers(dest="events_command", metavar="TASK", required=True)
-    event_commands.add_parser(
+    rebuild = event_commands.add_parser(
         "rebuild",
-        help="replay the whole log into fresh running totals",
-        description="Fold every stored event into new running totals and swap them in atomically. "
-        "Run it after deploying a fixed calculator.",
-        epilog="example: oriserver events rebuild",
+        help="replay the archives and the log into fresh running totals",
+        description="Fold every archived event (--archive) and then every stored one into new "
+        "running totals and swap them in atomically. Run it after deploying a fixed calculator. "
+        "Once events were archived, every archive file is needed.",
+        epilog="example: oriserver events rebuild --archive events-2026-10.jsonl.gz",
+    )
+    rebuild.add_argument(
+        "--archive",
+        dest="archives",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="an archive written by `oriserver events archive` (repeatable, any order)",
+    )
+    archive = event_commands.add_parser(
+        "archive",
+        help="move the events stored before a time to a compressed file",
+        description="Write the events stored before --before (up to the first one stored at or "
+        "after it, and none a projection or reactor has not processed yet) to --output as "
+        "gzip-compressed JSON lines, then remove them from the log. The running totals do not "
+        "change. Safe while servers append.",
+        epilog="example: oriserver events archive --before 2026-11-01T00:00:00Z "
+        "--output events-2026-10.jsonl.gz",
+    )
+    archive.add_argument(
+        "--before", required=True, type=utc_time, metavar="TIME", help="ISO 8601 with an offset"
+    )
+    archive.add_argument(
+        "--output", required=True, type=Path, metavar="FILE", help="a new file (never overwritten)"
+    )
+    archive.add_argument(
+        "--batch",
+        type=positive,
+        default=10_000,
+        metavar="N",
+        help="positions removed per transaction (default: 10000)",
     )
     return parser
 
@@ -156,8 +190,12 @@ def _admin(args: argparse.Namespace) -> Callable[[Settings], int] | None:
         return functools.partial(admin.db_wait, timeout_s=args.timeout, interval_s=args.interval)
     if args.command == "db":
         return {"upgrade": admin.db_upgrade, "current": admin.db_current}[args.db_command]
+    if args.command == "events" and args.events_command == "archive":
+        return functools.partial(
+            admin.events_archive, before=args.before, output=args.output, batch=args.batch
+        )
     if args.command == "events":
-        return {"rebuild": admin.events_rebuild}[args.events_command]
+        return functools.partial(admin.events_rebuild, archives=args.archives)
     return None
 
 

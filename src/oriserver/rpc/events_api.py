@@ -35,6 +35,23 @@ class EventReader(EventLog, TotalsStore, Protocol):
     """What the servicer reads: the log and the totals."""
 
 
+def _archived(position: int, first: int) -> str:
+    return (
+        f"position {position} is no longer in the log: events below position {first} were "
+        f"archived; the retained log begins at position {first}"
+    )
+
+
+def _check_retained(position: int, store: EventLog, context: grpc.ServicerContext) -> int:
+    """The log's first position, after aborting with OUT_OF_RANGE if it is past ``position``.
+    Called after a read from ``position``: if the start has not passed it by now, the
+    read (earlier) skipped nothing, since removal only ever moves the start forward."""
+    first = store.first_position()
+    if first > position:
+        context.abort(grpc.StatusCode.OUT_OF_RANGE, _archived(position, first))
+    return first
+
+
 def _filter(
     request: pb.ListEventsRequest | pb.SubscribeEventsRequest, context: grpc.ServicerContext
 ) -> ReadFilter:
@@ -128,9 +145,12 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             )
         where = _filter(request, context)
         size = min(request.page_size or self._limits.default_page_size, self._limits.max_page_size)
-        start = max(request.from_position, 1)
         messages: list[pb.Event] = []
         try:
+            first = self._store.first_position()
+            if 0 < request.from_position < first:
+                context.abort(grpc.StatusCode.OUT_OF_RANGE, _archived(request.from_position, first))
+            start = max(request.from_position, first)
             head = self._store.head()
             position, last = start, 0
             while len(messages) < size:
@@ -143,13 +163,17 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                     position = last + 1
                 if len(page) < want:
                     break
+            first = _check_retained(start, self._store, context)
         except StoreError as error:
             context.abort(*status_for(error))
         next_from = last + 1 if messages else max(start, head + 1)
         if messages and len(messages) < size:
             next_from = max(next_from, head + 1)
         return pb.ListEventsResponse(
-            events=messages, next_from_position=next_from, head_position=max(head, last)
+            events=messages,
+            next_from_position=next_from,
+            head_position=max(head, last),
+            first_position=first,
         )
 
     def SubscribeEvents(  # noqa: N802 - wire name
@@ -168,7 +192,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                 f"too many live subscriptions on this instance ({self._limits.max_subscriptions}); retry later",
             )
         try:
-            yield from self._stream(max(request.from_position, 1), where, context)
+            yield from self._stream(request.from_position, where, context)
         finally:
             self._slow.sent(context)
             with self._admission:
@@ -177,13 +201,22 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     def _stream(
         self, position: int, where: ReadFilter, context: grpc.ServicerContext
     ) -> Iterator[pb.SubscribeEventsResponse]:
+        try:
+            if position == 0:  # from the beginning of the retained log
+                position = self._store.first_position()
+        except StoreError as error:
+            context.abort(*status_for(error))
         while context.is_active() and not self._watcher.closed:
             scanned_to = self._watcher.head  # committed, so the read below sees all of it
             try:
                 with self._permit:
                     page = self._store.read(position, CHUNK, where)
+                first = _check_retained(position, self._store, context)
+                with self._permit:
                     replies = [
-                        pb.SubscribeEventsResponse(event=event_mapping.event_message(e))
+                        pb.SubscribeEventsResponse(
+                            event=event_mapping.event_message(e), first_position=first
+                        )
                         for e in page
                     ]
             except StoreError as error:

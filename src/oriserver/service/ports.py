@@ -2,11 +2,12 @@
 
 Defined here, beside the use cases that need it, so that the service layer
 depends on this interface and the adapters (store/) depend on the service
-layer, never the other way round. Four small roles, one object per backend:
+layer, never the other way round. Five small roles, one object per backend:
 
 - the log: ``append_rows`` a batch atomically and idempotently (optionally
   folding it into the running totals in the same transaction), ``read`` in
-  position order, ``head``;
+  position order, ``head``, and ``first_position``, where the retained log begins;
+- retention: ``remove_before`` drops the oldest events once they are archived;
 - the running-totals projection: state and checkpoint advanced in one transaction;
 - named checkpoints for reactors;
 - leases, so that one replica at a time runs each projection or reactor.
@@ -72,10 +73,29 @@ class EventLog(Protocol):
         """Events with position >= from_position, in position order, at most ``limit``."""
 
     def head(self) -> int:
-        """The highest stored position, 0 for an empty log."""
+        """The highest position ever stored (it stays put when old events are removed);
+        0 for a log that never held an event."""
+
+    def first_position(self) -> int:
+        """The lowest position the log may still hold: 1, until ``remove_before`` removed
+        older events. Reading from below it would silently skip the removed ones."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers and its schema is current."""
+
+
+class Retention(Protocol):
+    """The one write besides appending: dropping the oldest events, after they are archived.
+
+    A role of its own, with one method, so that readers and writers never see it; the
+    archive file is the service layer's (service/retention.py), not the store's."""
+
+    def remove_before(self, first: int, before: int, batch: int) -> int:
+        """Remove the events at positions below ``before`` and move the log's start to it,
+        in transactions of at most ``batch`` positions, each moving the start along with
+        the rows it removes. ``first`` is the start the caller read its archive from; if
+        another removal moved it meanwhile, nothing is removed and StoreError is raised.
+        ``before`` must not exceed head() + 1. Returns the number of events removed."""
 
 
 class TotalsStore(Protocol):
@@ -96,6 +116,9 @@ class CheckpointStore(Protocol):
 
     def save_checkpoint(self, name: str, position: int) -> None: ...
 
+    def all_checkpoints(self) -> dict[str, int]:
+        """Every saved checkpoint by name (retention never removes what one has not read)."""
+
 
 class Leases(Protocol):
     def try_lease(self, name: str, holder: str, ttl_s: float) -> bool:
@@ -104,7 +127,7 @@ class Leases(Protocol):
     def release_lease(self, name: str, holder: str) -> None: ...
 
 
-class EventStore(EventLog, TotalsStore, CheckpointStore, Leases, Protocol):
+class EventStore(EventLog, Retention, TotalsStore, CheckpointStore, Leases, Protocol):
     """Everything a backend provides."""
 
     def close(self) -> None: ...

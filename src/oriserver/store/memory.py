@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from oriserver.domain.events import Event, StoredEvent
 from oriserver.domain.totals import RunningTotals, fold_counts
-from oriserver.errors import StoreUnavailable
+from oriserver.errors import StoreError, StoreUnavailable
 from oriserver.service.ports import (
     NO_FILTER,
     TOTALS_PROJECTION,
@@ -29,7 +29,8 @@ from oriserver.store.rows import count_rows, from_row, to_row
 class InMemoryEventStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._events: list[StoredEvent] = []
+        self._events: list[StoredEvent] = []  # positions _removed + 1, _removed + 2, ...
+        self._removed = 0
         self._ids: set[object] = set()
         self._totals = RunningTotals()
         self._checkpoints: dict[str, int] = {}
@@ -47,15 +48,16 @@ class InMemoryEventStore:
         with self._lock:
             self._check()
             now = datetime.now(UTC)
-            head_before = len(self._events)
+            head_before = self._removed + len(self._events)
             stored: list[Row] = []
             for row in rows:
                 if row[0] in self._ids:
                     continue
                 self._ids.add(row[0])
-                self._events.append(from_row((len(self._events) + 1, now, *row)))
+                position = self._removed + len(self._events) + 1
+                self._events.append(from_row((position, now, *row)))
                 stored.append(row)
-            head = len(self._events)
+            head = self._removed + len(self._events)
             checkpoint = self._checkpoints.get(TOTALS_PROJECTION, 0)
             projected = project and checkpoint == head_before
             if projected and stored:
@@ -69,7 +71,7 @@ class InMemoryEventStore:
         with self._lock:
             self._check()
             found: list[StoredEvent] = []
-            for stored in self._events[max(from_position - 1, 0) :]:
+            for stored in self._events[max(from_position - 1 - self._removed, 0) :]:
                 if where.method is not None and stored.event.method is not where.method:
                     continue
                 if where.event_type is not None and type(stored.event) is not where.event_type:
@@ -82,13 +84,33 @@ class InMemoryEventStore:
     def head(self) -> int:
         with self._lock:
             self._check()
-            return len(self._events)
+            return self._removed + len(self._events)
+
+    def first_position(self) -> int:
+        with self._lock:
+            self._check()
+            return self._removed + 1
+
+    def remove_before(self, first: int, before: int, batch: int) -> int:
+        with self._lock:
+            self._check()
+            if first != self._removed + 1:
+                raise StoreError(
+                    f"the log now begins at {self._removed + 1}, not {first}: another removal ran"
+                )
+            if before > self._removed + len(self._events) + 1:
+                raise StoreError(f"cannot remove up to {before}: the head is {self.head()}")
+            count = max(0, before - first)
+            del self._events[:count]  # event ids stay known: a retried batch is still skipped
+            self._removed += count
+            return count
 
     def advance_totals(self, step: Step, limit: int) -> Progress:
         with self._lock:
             self._check()
             checkpoint = self._checkpoints.get(TOTALS_PROJECTION, 0)
-            events = self._events[checkpoint : checkpoint + limit]
+            start = max(checkpoint - self._removed, 0)
+            events = self._events[start : start + limit]
             if not events:
                 return Progress(0, checkpoint)
             self._totals = step(self._totals, events)
@@ -115,6 +137,11 @@ class InMemoryEventStore:
         with self._lock:
             self._check()
             self._checkpoints[name] = position
+
+    def all_checkpoints(self) -> dict[str, int]:
+        with self._lock:
+            self._check()
+            return dict(self._checkpoints)
 
     def try_lease(self, name: str, holder: str, ttl_s: float) -> bool:
         with self._lock:

@@ -50,11 +50,16 @@ _MERGE_STAGING = (
     f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM events_staging "  # noqa: S608
     "ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING event_type, method"
 )
-_HEAD = "SELECT coalesce(max(position), 0) FROM events"
+_HEAD = sql_common.HEAD
 # The identity value of the last row this transaction inserted: the new head, since
 # appends hold the append lock (no other writer can insert meanwhile).
 _LAST_POSITION = "SELECT currval(pg_get_serial_sequence('events', 'position'))"
 _EPOCH_NOW = "extract(epoch from clock_timestamp())"
+# Creates the row on first use and locks it either way: concurrent removals take turns.
+_LOCK_START = (
+    "INSERT INTO log_start (singleton, first_position) VALUES (true, 1) ON CONFLICT (singleton) "
+    "DO UPDATE SET first_position = log_start.first_position RETURNING first_position"
+)
 
 
 def _first_line(error: BaseException) -> str:
@@ -169,15 +174,11 @@ class PostgresEventStore:
     def _lock_appends(connection: psycopg.Connection[Any]) -> int:
         """Take the append lock (see the module docstring); returns the head under it."""
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-        row = connection.execute(_HEAD).fetchone()
-        assert row is not None
-        return int(row[0])
+        return PostgresEventStore._scalar(connection, _HEAD)
 
     @staticmethod
     def _last_position(connection: psycopg.Connection[Any]) -> int:
-        row = connection.execute(_LAST_POSITION).fetchone()
-        assert row is not None
-        return int(row[0])
+        return PostgresEventStore._scalar(connection, _LAST_POSITION)
 
     def _project(
         self,
@@ -207,7 +208,34 @@ class PostgresEventStore:
 
     def head(self) -> int:
         with self._transaction() as connection:
-            row = connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+            return self._scalar(connection, _HEAD)
+
+    def first_position(self) -> int:
+        with self._transaction() as connection:
+            return self._scalar(connection, sql_common.FIRST_POSITION)
+
+    def remove_before(self, first: int, before: int, batch: int) -> int:
+        """A DELETE by position range per batch, each in its own transaction, which takes
+        neither the append lock nor any row an append touches: appends only insert above
+        the head, and this removes only below it. Removers take turns on the log_start row."""
+        removed = 0
+        for low, high in sql_common.removal_batches(first, before, batch):
+            with self._transaction() as connection:
+                found = self._scalar(connection, _LOCK_START)
+                if found != low:
+                    raise StoreError(sql_common.stale_start(found, low))
+                if high > (head := self._scalar(connection, _HEAD)) + 1:
+                    raise StoreError(f"cannot remove up to {high}: the head is {head}")
+                cursor = connection.execute(
+                    "DELETE FROM events WHERE position >= %s AND position < %s", (low, high)
+                )
+                removed += cursor.rowcount
+                connection.execute("UPDATE log_start SET first_position = %s", (high,))
+        return removed
+
+    @staticmethod
+    def _scalar(connection: psycopg.Connection[Any], sql: str) -> int:
+        row = connection.execute(sql).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -283,6 +311,11 @@ class PostgresEventStore:
     def load_checkpoint(self, name: str) -> int | None:
         with self._transaction() as connection:
             return self._checkpoint(connection, name)
+
+    def all_checkpoints(self) -> dict[str, int]:
+        with self._transaction() as connection:
+            rows = connection.execute(sql_common.ALL_CHECKPOINTS).fetchall()
+        return {str(name): int(position) for name, position in rows}
 
     def save_checkpoint(self, name: str, position: int) -> None:
         with self._transaction() as connection:

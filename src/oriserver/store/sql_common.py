@@ -17,6 +17,24 @@ SELECT_EVENTS = f"SELECT position, created_at, {', '.join(COLUMNS)} FROM events"
 PG_SELECT_EVENTS = SELECT_EVENTS.replace("client_ip,", "host(client_ip),")
 
 
+# The head survives removal: with every event removed, it is the position before the start.
+HEAD = (
+    "SELECT coalesce((SELECT max(position) FROM events), "
+    "(SELECT first_position - 1 FROM log_start), 0)"
+)
+FIRST_POSITION = "SELECT coalesce((SELECT first_position FROM log_start), 1)"
+ALL_CHECKPOINTS = "SELECT name, position FROM checkpoints"
+
+
+def removal_batches(first: int, before: int, batch: int) -> list[tuple[int, int]]:
+    """[low, high) position ranges of at most ``batch`` that cover [first, before)."""
+    return [(low, min(low + batch, before)) for low in range(first, before, max(batch, 1))]
+
+
+def stale_start(found: int, first: int) -> str:
+    return f"the log now begins at {found}, not {first}: another removal ran meanwhile"
+
+
 def filter_sql(where: ReadFilter, placeholder: str) -> tuple[str, list[Any]]:
     """Extra WHERE clauses and their parameters for a ReadFilter."""
     clauses: list[str] = []

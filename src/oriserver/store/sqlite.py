@@ -140,8 +140,36 @@ class SqliteEventStore:
 
     @staticmethod
     def _head(connection: sqlite3.Connection) -> int:
-        (head,) = connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        (head,) = connection.execute(sql_common.HEAD).fetchone()
         return int(head)
+
+    def first_position(self) -> int:
+        with self._transaction(write=False) as connection:
+            (first,) = connection.execute(sql_common.FIRST_POSITION).fetchone()
+        return int(first)
+
+    def remove_before(self, first: int, before: int, batch: int) -> int:
+        """Batches of positions, each in its own write transaction, so appends wait for one
+        batch at most. AUTOINCREMENT (see the first migration) keeps removed positions from
+        being handed out again."""
+        removed = 0
+        for low, high in sql_common.removal_batches(first, before, batch):
+            with self._transaction(write=True) as connection:
+                (found,) = connection.execute(sql_common.FIRST_POSITION).fetchone()
+                if found != low:
+                    raise StoreError(sql_common.stale_start(found, low))
+                if high > self._head(connection) + 1:
+                    raise StoreError(f"cannot remove up to {high}: the head is below it")
+                cursor = connection.execute(
+                    "DELETE FROM events WHERE position >= ? AND position < ?", (low, high)
+                )
+                removed += cursor.rowcount
+                connection.execute(
+                    "INSERT INTO log_start (singleton, first_position) VALUES (1, ?) "
+                    "ON CONFLICT (singleton) DO UPDATE SET first_position = excluded.first_position",
+                    (high,),
+                )
+        return removed
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
@@ -200,6 +228,11 @@ class SqliteEventStore:
     def save_checkpoint(self, name: str, position: int) -> None:
         with self._transaction(write=True) as connection:
             self._save_checkpoint(connection, name, position)
+
+    def all_checkpoints(self) -> dict[str, int]:
+        with self._transaction(write=False) as connection:
+            rows = connection.execute(sql_common.ALL_CHECKPOINTS).fetchall()
+        return {str(name): int(position) for name, position in rows}
 
     @staticmethod
     def _checkpoint(connection: sqlite3.Connection, name: str) -> int | None:

@@ -26,17 +26,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aori/events/v1/events.proto\x12\rori.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n\x05\x45vent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61lculation_id\x18\x03 \x01(\t\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.ori.events.v1.EventType\x12%\n\x06method\x18\x05 \x01(\x0e\x32\x15.ori.events.v1.Method\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_ip\x18\x08 \x01(\t\x12\x13\n\x0binstance_id\x18\t \x01(\t\x12\x12\n\x05\x66irst\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04last\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04\x62\x61se\x18\x0c \x01(\x03H\x02\x88\x01\x01\x12\x13\n\x06result\x18\r \x01(\x03H\x03\x88\x01\x01\x12\x13\n\x0bstatus_code\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x10\n\x08trace_id\x18\x10 \x01(\tB\x08\n\x06_firstB\x07\n\x05_lastB\x07\n\x05_baseB\t\n\x07_result\"k\n\x0cMethodTotals\x12%\n\x06method\x18\x01 \x01(\x0e\x32\x15.ori.events.v1.Method\x12\x11\n\trequested\x18\x02 \x01(\x03\x12\x11\n\tsucceeded\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\"\x19\n\x17GetRunningTotalsRequest\"{\n\x18GetRunningTotalsResponse\x12+\n\x06totals\x18\x01 \x03(\x0b\x32\x1b.ori.events.v1.MethodTotals\x12\x1b\n\x13\x63heckpoint_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\"\x8c\x01\n\x11ListEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12%\n\x06method\x18\x03 \x01(\x0e\x32\x15.ori.events.v1.Method\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.ori.events.v1.EventType\"m\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.ori.events.v1.Event\x12\x1a\n\x12next_from_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\"~\n\x16SubscribeEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12%\n\x06method\x18\x02 \x01(\x0e\x32\x15.ori.events.v1.Method\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.ori.events.v1.EventType\">\n\x17SubscribeEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.ori.events.v1.Event*L\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x14\n\x10METHOD_SUMMATION\x10\x01\x12\x14\n\x10METHOD_FACTORIAL\x10\x02*\x96\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12$\n EVENT_TYPE_CALCULATION_REQUESTED\x10\x01\x12$\n EVENT_TYPE_CALCULATION_SUCCEEDED\x10\x02\x12!\n\x1d\x45VENT_TYPE_CALCULATION_FAILED\x10\x03\x32\xb1\x02\n\rEventsService\x12\x65\n\x10GetRunningTotals\x12&.ori.events.v1.GetRunningTotalsRequest\x1a\'.ori.events.v1.GetRunningTotalsResponse\"\x00\x12S\n\nListEvents\x12 .ori.events.v1.ListEventsRequest\x1a!.ori.events.v1.ListEventsResponse\"\x00\x12\x64\n\x0fSubscribeEvents\x12%.ori.events.v1.SubscribeEventsRequest\x1a&.ori.events.v1.SubscribeEventsResponse\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aori/events/v1/events.proto\x12\rori.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n\x05\x45vent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61lculation_id\x18\x03 \x01(\t\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.ori.events.v1.EventType\x12%\n\x06method\x18\x05 \x01(\x0e\x32\x15.ori.events.v1.Method\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_ip\x18\x08 \x01(\t\x12\x13\n\x0binstance_id\x18\t \x01(\t\x12\x12\n\x05\x66irst\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04last\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04\x62\x61se\x18\x0c \x01(\x03H\x02\x88\x01\x01\x12\x13\n\x06result\x18\r \x01(\x03H\x03\x88\x01\x01\x12\x13\n\x0bstatus_code\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x10\n\x08trace_id\x18\x10 \x01(\tB\x08\n\x06_firstB\x07\n\x05_lastB\x07\n\x05_baseB\t\n\x07_result\"k\n\x0cMethodTotals\x12%\n\x06method\x18\x01 \x01(\x0e\x32\x15.ori.events.v1.Method\x12\x11\n\trequested\x18\x02 \x01(\x03\x12\x11\n\tsucceeded\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\"\x19\n\x17GetRunningTotalsRequest\"{\n\x18GetRunningTotalsResponse\x12+\n\x06totals\x18\x01 \x03(\x0b\x32\x1b.ori.events.v1.MethodTotals\x12\x1b\n\x13\x63heckpoint_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\"\x8c\x01\n\x11ListEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12%\n\x06method\x18\x03 \x01(\x0e\x32\x15.ori.events.v1.Method\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.ori.events.v1.EventType\"\x85\x01\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.ori.events.v1.Event\x12\x1a\n\x12next_from_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\x12\x16\n\x0e\x66irst_position\x18\x04 \x01(\x03\"~\n\x16SubscribeEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12%\n\x06method\x18\x02 \x01(\x0e\x32\x15.ori.events.v1.Method\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.ori.events.v1.EventType\"V\n\x17SubscribeEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.ori.events.v1.Event\x12\x16\n\x0e\x66irst_position\x18\x02 \x01(\x03*L\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x14\n\x10METHOD_SUMMATION\x10\x01\x12\x14\n\x10METHOD_FACTORIAL\x10\x02*\x96\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12$\n EVENT_TYPE_CALCULATION_REQUESTED\x10\x01\x12$\n EVENT_TYPE_CALCULATION_SUCCEEDED\x10\x02\x12!\n\x1d\x45VENT_TYPE_CALCULATION_FAILED\x10\x03\x32\xb1\x02\n\rEventsService\x12\x65\n\x10GetRunningTotals\x12&.ori.events.v1.GetRunningTotalsRequest\x1a\'.ori.events.v1.GetRunningTotalsResponse\"\x00\x12S\n\nListEvents\x12 .ori.events.v1.ListEventsRequest\x1a!.ori.events.v1.ListEventsResponse\"\x00\x12\x64\n\x0fSubscribeEvents\x12%.ori.events.v1.SubscribeEventsRequest\x1a&.ori.events.v1.SubscribeEventsResponse\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ori.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METHOD']._serialized_start=1251
-  _globals['_METHOD']._serialized_end=1327
-  _globals['_EVENTTYPE']._serialized_start=1330
-  _globals['_EVENTTYPE']._serialized_end=1480
+  _globals['_METHOD']._serialized_start=1300
+  _globals['_METHOD']._serialized_end=1376
+  _globals['_EVENTTYPE']._serialized_start=1379
+  _globals['_EVENTTYPE']._serialized_end=1529
   _globals['_EVENT']._serialized_start=79
   _globals['_EVENT']._serialized_end=542
   _globals['_METHODTOTALS']._serialized_start=544
@@ -47,12 +47,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNNINGTOTALSRESPONSE']._serialized_end=803
   _globals['_LISTEVENTSREQUEST']._serialized_start=806
   _globals['_LISTEVENTSREQUEST']._serialized_end=946
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=948
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1057
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=1059
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=1185
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=1187
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=1249
-  _globals['_EVENTSSERVICE']._serialized_start=1483
-  _globals['_EVENTSSERVICE']._serialized_end=1788
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=949
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1082
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=1084
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=1210
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=1212
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=1298
+  _globals['_EVENTSSERVICE']._serialized_start=1532
+  _globals['_EVENTSSERVICE']._serialized_end=1837
 # @@protoc_insertion_point(module_scope)

@@ -227,7 +227,9 @@ class ListEventsRequest(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
-    """First position to return (inclusive); 0 starts at the beginning."""
+    """First position to return (inclusive); 0 starts at the beginning of the retained log.
+    A position below first_position (archived events) is refused with OUT_OF_RANGE.
+    """
     page_size: _builtins.int
     """At most this many events; 0 means the server default. Capped by the server."""
     method: Global___Method.ValueType
@@ -255,9 +257,14 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_FROM_POSITION_FIELD_NUMBER: _builtins.int
     HEAD_POSITION_FIELD_NUMBER: _builtins.int
+    FIRST_POSITION_FIELD_NUMBER: _builtins.int
     next_from_position: _builtins.int
     """Pass as from_position to read the next page."""
     head_position: _builtins.int
+    first_position: _builtins.int
+    """Where the retained log begins: events below it were archived and removed
+    (`oriserver events archive`). 1 until anything was archived.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
     def __init__(
@@ -266,10 +273,11 @@ class ListEventsResponse(_message.Message):
         events: _abc.Iterable[Global___Event] | None = ...,
         next_from_position: _builtins.int = ...,
         head_position: _builtins.int = ...,
+        first_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "head_position", b"head_position", "next_from_position", b"next_from_position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "first_position", b"first_position", "head_position", b"head_position", "next_from_position", b"next_from_position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,6 +291,9 @@ class SubscribeEventsRequest(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
+    """As in ListEventsRequest. A subscription that falls below the retained log (an
+    archive removed events it had not read yet) ends with OUT_OF_RANGE.
+    """
     method: Global___Method.ValueType
     type: Global___EventType.ValueType
     def __init__(
@@ -305,16 +316,20 @@ class SubscribeEventsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    FIRST_POSITION_FIELD_NUMBER: _builtins.int
+    first_position: _builtins.int
+    """Where the retained log began when this event was read (see ListEventsResponse)."""
     @_builtins.property
     def event(self) -> Global___Event: ...
     def __init__(
         self,
         *,
         event: Global___Event | None = ...,
+        first_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "first_position", b"first_position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
