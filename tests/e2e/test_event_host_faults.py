@@ -125,7 +125,14 @@ def test_a_stalled_database_fails_sync_calls_in_time_turns_health_and_recovers(
     with fault_proxy(postgres.proxy_target(clean_postgres.url)) as proxy:
         url = postgres.proxied(clean_postgres.url, proxy.port)
         server = server_for(tmp_path, url, "sync")
-        assert timed_call(server.target, 1)[0] == "OK"
+        # The event host starts with the first call; on a loaded machine that first start
+        # can outlast the 1 s database timeout, which is not what this test is about.
+        deadline = time.monotonic() + 20
+        while timed_call(server.target, 1)[0] != "OK":
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.1)
+        outages_before = len(server.records("event store unavailable; retrying with backoff"))
+        ends_before = len(server.records("event store available again"))
         proxy.blackhole()  # connections stay open, nothing is answered
         codes = []
         for first in range(10, 16):
@@ -145,8 +152,10 @@ def test_a_stalled_database_fails_sync_calls_in_time_turns_health_and_recovers(
         assert health(server.target, "MathHelper") == serving
         server.signal(signal.SIGTERM)
         assert server.wait(60) == 0
-    assert len(server.records("event store unavailable; retrying with backoff")) == 1
-    assert len(server.records("event store available again")) == 1
+    # The stall is one outage: logged once, and its end once.
+    outages = len(server.records("event store unavailable; retrying with backoff"))
+    assert outages - outages_before == 1
+    assert len(server.records("event store available again")) - ends_before == 1
     stored = stored_calls(clean_postgres).answered
     assert stored.isdisjoint(range(10, 16))  # every refused call left no trace
 
