@@ -77,6 +77,12 @@ def test_sigkill_in_async_mode_loses_at_most_the_unflushed_tail(
     server = server_for(tmp_path, database, "async", ORI_EVENTS_FLUSH_INTERVAL_MS="20")
     load = Load(server.target, clients=6).start()
     load.wait_for(400)
+    # The event host starts with the first call; on a loaded machine that takes a while,
+    # and everything before its first commit is "the tail". Kill once it is writing.
+    deadline = time.monotonic() + 30
+    while not stored_calls(database).answered:
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.1)
     time.sleep(0.5)
     server.signal(signal.SIGKILL)
     server.wait(30)
