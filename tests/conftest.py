@@ -12,14 +12,39 @@ from oriserver.config import Settings, load_settings
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
 from tests.support import postgres
+from tests.support.engines import ENGINE_VARIABLE
 from tests.support.servers import ServerThread, running_server
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked grpcio_only in a module that runs on both engines runs on grpcio alone."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_native = callspec is not None and callspec.params.get("engine") == "native"
+        (dropped if on_native and item.get_closest_marker("grpcio_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def engine() -> str:
+    """The serving engine; modules that run on both override it with ``both_engines``."""
+    return "grpcio"
+
+
+@pytest.fixture(autouse=True)
+def _subprocess_servers_engine(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENGINE_VARIABLE, engine)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, engine: str) -> Settings:
     """Defaults as a user gets them, with the SQLite file in the test's own folder."""
     return load_settings(
         {
+            "ORI_SERVER_ENGINE": engine,
             "ORI_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
             "ORI_INSTANCE_ID": "test-instance",
             "ORI_PORT": "0",

@@ -8,7 +8,10 @@ import time
 import pytest
 
 from tests.support.cli import ori
+from tests.support.engines import both_engines
 from tests.support.servers import ServerThread, free_port
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import ORI, ori
+from tests.support.engines import both_engines
 from tests.support.servers import (
     ServerProcess,
     ServerThread,
@@ -20,6 +21,8 @@ from tests.support.servers import (
     server_env,
     start_server_process,
 )
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
 
 @pytest.fixture

@@ -160,6 +160,39 @@ def test_a_stalled_database_fails_sync_calls_in_time_turns_health_and_recovers(
     assert stored.isdisjoint(range(10, 16))  # every refused call left no trace
 
 
+def test_health_is_answered_while_every_calculation_thread_waits_on_a_stalled_database(
+    tmp_path: Path, clean_postgres: DatabaseUrl
+) -> None:
+    """A probe must not queue behind sync calls: it has threads of its own."""
+    threads = 2
+    with fault_proxy(postgres.proxy_target(clean_postgres.url)) as proxy:
+        url = postgres.proxied(clean_postgres.url, proxy.port)
+        server = server_for(tmp_path, url, "sync", ORI_SERVER_THREADS=str(threads))
+        deadline = time.monotonic() + 20
+        while timed_call(server.target, 1)[0] != "OK":
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.1)
+        proxy.blackhole()
+        with grpc.insecure_channel(server.target) as channel:
+            summation = pb_grpc.MathHelperStub(channel).Summation
+            waiting = [
+                summation.future(pb.SummationInput(first=i, last=1), timeout=10)
+                for i in range(threads * 3)  # every calculation thread busy, more queued
+            ]
+            time.sleep(0.2)
+            probes = []
+            for _ in range(5):
+                started = time.monotonic()
+                status = health(server.target, "MathHelper")  # 2 s deadline
+                probes.append((status, time.monotonic() - started))
+            for call in waiting:
+                call.exception()  # each ends, UNAVAILABLE in time
+        proxy.heal()
+        server.signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+    assert all(took < 0.5 for _, took in probes), probes
+
+
 def test_the_first_sync_call_with_the_database_down_fails_in_time(
     tmp_path: Path, clean_postgres: DatabaseUrl
 ) -> None:

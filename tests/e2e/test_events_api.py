@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -17,8 +18,11 @@ from oriserver._generated.ori.events.v1 import events_pb2_grpc as pb_grpc
 from oriserver.config import Settings
 from oriserver.config.api import ApiSettings
 from oriserver.store.factory import open_store
+from tests.support.engines import both_engines
 from tests.support.events import many
 from tests.support.servers import ServerThread, running_server
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
 
 def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
@@ -218,3 +222,24 @@ def test_a_subscriber_that_stops_reading_is_disconnected(settings: Settings) -> 
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "subscriber too slow" in caught.value.details()
     assert "resubscribe with from_position=" in caught.value.details()
+
+
+def test_a_cancelled_subscription_is_not_an_error(
+    channel: grpc.Channel, events: pb_grpc.EventsServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients cancel streams all the time: at once, mid-catch-up or while waiting for more."""
+    calculate(channel, summations=20, factorials=[])
+    caplog.set_level(logging.WARNING)
+    for i in range(60):
+        stream = events.SubscribeEvents(pb.SubscribeEventsRequest(from_position=1), timeout=20)
+        for _ in range(i % 4 * 15):  # 0, 15, 30 or 45 events read: the last waits for more
+            if i % 4 == 3 and _ == 40:
+                break
+            next(stream)
+        if i % 3 == 0:
+            time.sleep(0.01)  # now and then the server is already blocked sending or waiting
+        stream.cancel()
+    calculate(channel, summations=1, factorials=[])  # the server still answers
+    time.sleep(0.5)  # the handlers notice the cancels
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -9,6 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from tests.strategies import INT64_MAX, INT64_MIN, exact_factorial, int64s
+from tests.support.engines import both_engines
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
+
 
 RPC_EXAMPLES = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

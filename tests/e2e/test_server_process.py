@@ -16,7 +16,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
+from tests.support.engines import both_engines
 from tests.support.servers import server_env, start_server_process
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
+
 
 pytestmark = pytest.mark.slow
 

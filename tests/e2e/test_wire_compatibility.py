@@ -12,7 +12,10 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.strategies import INT64_MAX, INT64_MIN
+from tests.support.engines import both_engines
 from tests.support.protowire import UINT64_MASK, read_varint, varint
+
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
 
 def _encode(fields: dict[int, int]) -> bytes:

@@ -39,14 +39,17 @@ def security_settings(tmp_path: Path, extra: Mapping[str, str] | None = None) ->
 
 
 @pytest.fixture
-def server_with(tmp_path: Path) -> Iterator[Callable[[Mapping[str, str]], ServerThread]]:
-    """Start real servers with extra ORI_* variables; all are stopped after the test."""
+def server_with(
+    tmp_path: Path, engine: str
+) -> Iterator[Callable[[Mapping[str, str]], ServerThread]]:
+    """Start real servers on the test's engine with extra ORI_* variables; all are stopped
+    after the test."""
     stack: list[Any] = []
 
     def start(extra: Mapping[str, str]) -> ServerThread:
         folder = tmp_path / f"server-{len(stack)}"
         folder.mkdir()
-        context = running_server(security_settings(folder, extra))
+        context = running_server(security_settings(folder, {"ORI_SERVER_ENGINE": engine, **extra}))
         server = context.__enter__()
         stack.append(context)
         return server

@@ -261,6 +261,10 @@ def test_hundreds_of_connections_opened_and_dropped_leave_the_server_well(
 ABANDONING_CLIENT = """
 import os, sys, grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from tests.support.engines import both_engines
+engine = both_engines  # every test here runs on grpcio and on pygrpc-native
+
+
 request = reflection_pb2.ServerReflectionRequest(list_services="")
 for _ in range(10):
     channel = grpc.insecure_channel(sys.argv[1])

@@ -30,16 +30,21 @@ from tests.security.oracle import (
     reply_type,
 )
 from tests.security.payloads import payloads
+from tests.support.engines import both_engines_per_module
 from tests.support.servers import ServerProcess, start_server_process
+
+engine = both_engines_per_module  # every test here runs on grpcio and on pygrpc-native
 
 RawCall = Callable[..., bytes]
 EXAMPLES_PER_METHOD = 1500
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server process for the module; its stdout holds the per-RPC log lines."""
-    server = start_server_process(tmp_path_factory.mktemp("hostile"), {})
+def hostile_server(
+    tmp_path_factory: pytest.TempPathFactory, engine: str
+) -> Iterator[ServerProcess]:
+    """One real server process per engine; its stdout holds the per-RPC log lines."""
+    server = start_server_process(tmp_path_factory.mktemp("hostile"), {"ORI_SERVER_ENGINE": engine})
     yield server
     server.kill()
 

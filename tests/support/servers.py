@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oriserver.bootstrap import ServerApp, build_server
 from oriserver.config import Settings
+from tests.support.engines import ENGINE_VARIABLE
 
 
 class ServerThread:
@@ -123,8 +124,10 @@ class ServerProcess:
 
 def server_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test's environment minus any ORI_* the developer has set, plus extra."""
-    env = {k: v for k, v in (base or os.environ).items() if not k.startswith("ORI_")}
+    source = base or os.environ
+    env = {k: v for k, v in source.items() if not k.startswith("ORI_")}
     env.update({"ORI_LISTEN_HOST": "127.0.0.1", "ORI_LOG_FORMAT": "json", "ORI_METRICS_PORT": "0"})
+    env["ORI_SERVER_ENGINE"] = source.get(ENGINE_VARIABLE, "grpcio")
     env.update(extra)
     return env
 

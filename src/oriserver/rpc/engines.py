@@ -7,6 +7,7 @@ code; only the object that owns the port differs (see docs/serving.md):
   small thread pool. Streams get a pool of their own (grpc's per-handler
   ``experimental_thread_pool``), so that live subscriptions never take the
   threads that calculations need; health Watch is non-blocking and holds none.
+  Health Check and the events API's unary reads get a small pool of their own.
 - ``native``: pygrpc-native does HTTP/2 and gRPC framing in Rust, outside the
   GIL, and hands calls to the same handlers. It has no TLS and does not close
   connections by age or idleness; settings that ask for those are refused at
@@ -30,6 +31,7 @@ from typing import Any
 import grpc
 
 CallEnder = Callable[[Any, grpc.StatusCode, str], None]
+SIDE_THREADS = 2
 
 
 def end_call(context: Any, code: grpc.StatusCode, details: str) -> None:
@@ -52,6 +54,7 @@ class EngineServer:
 
     server: grpc.Server
     stream_pool: ThreadPoolExecutor | None  # for streaming handlers, where the engine honours it
+    side_pool: ThreadPoolExecutor | None  # for unary calls other than calculations, likewise
     pools: tuple[ThreadPoolExecutor, ...]
 
     def shutdown_pools(self) -> None:
@@ -69,8 +72,12 @@ def create_engine_server(
         # One pool: pygrpc-native runs every handler on the executor it is given.
         pool = ThreadPoolExecutor(threads + stream_threads, thread_name_prefix="rpc")
         native: grpc.Server = pygrpc_native.server(pool, options=list(options))
-        return EngineServer(native, None, (pool,))
+        return EngineServer(native, None, None, (pool,))
     calls = ThreadPoolExecutor(threads, thread_name_prefix="rpc")
     streams = ThreadPoolExecutor(stream_threads, thread_name_prefix="rpc-stream")
+    # Health checks and event-API reads: a few threads that calculations never hold, so
+    # a probe is answered while sync calls wait out a stalled database, and a flood of
+    # reads queues here instead of taking the calculation threads.
+    side = ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="rpc-side")
     server = grpc.server(calls, options=list(options))
-    return EngineServer(server, streams, (calls, streams))
+    return EngineServer(server, streams, side, (calls, streams, side))

@@ -86,8 +86,13 @@ def create_server(parts: ServerParts, address: str, tls: TlsSettings | None = No
     server = engine.server
     # The parse guard goes innermost, so the other layers see an unparseable request
     # as the INVALID_ARGUMENT status it gets.
-    registrar = WrappingRegistrar(server, [*parts.wrappers, ParseGuard()], engine.stream_pool)
-    mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, registrar)  # type: ignore[arg-type]
+    wrappers = [*parts.wrappers, ParseGuard()]
+    calculations = WrappingRegistrar(server, wrappers, engine.stream_pool)
+    mathhelper_pb2_grpc.add_MathHelperServicer_to_server(parts.mathhelper, calculations)  # type: ignore[arg-type]
+    # Everything else runs off the calculation threads: a health probe must be answered
+    # while sync calls wait for a stalled database, and event-API reads must not hold up
+    # calculations (where the engine honours per-handler pools: grpcio does).
+    registrar = WrappingRegistrar(server, wrappers, engine.stream_pool, engine.side_pool)
     # Non-blocking Watch: grpcio sends a status change through a callback, holding no thread.
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)

@@ -59,9 +59,11 @@ def wrap_handler(
     method: str,
     wrappers: Sequence[HandlerWrapper],
     stream_pool: ThreadPoolExecutor | None = None,
+    unary_pool: ThreadPoolExecutor | None = None,
 ) -> Handler:
     """The handler inside every wrapper; the first wrapper is the outermost. Streaming
-    behaviours that block a thread run on ``stream_pool`` when one is given."""
+    behaviours that block a thread run on ``stream_pool`` when one is given, unary ones on
+    ``unary_pool`` when one is given (else on the server's own pool)."""
     kinds = (
         (handler.unary_unary, grpc.unary_unary_rpc_method_handler, "wrap_unary"),
         (handler.unary_stream, grpc.unary_stream_rpc_method_handler, "wrap_streaming"),
@@ -76,8 +78,9 @@ def wrap_handler(
             behavior = carry_attributes(behavior, getattr(wrapper, wrap)(behavior, method))
             if parse is not None:
                 parse = wrapper.wrap_deserializer(parse)
-        if stream_pool is not None and wrap == "wrap_streaming" and not is_non_blocking(behavior):
-            setattr(behavior, "experimental_thread_pool", stream_pool)  # noqa: B010 - grpc reads it
+        pool = stream_pool if wrap == "wrap_streaming" else unary_pool
+        if pool is not None and not is_non_blocking(behavior):
+            setattr(behavior, "experimental_thread_pool", pool)  # noqa: B010 - grpc reads it
         return build(
             behavior, request_deserializer=parse, response_serializer=handler.response_serializer
         )
@@ -92,10 +95,12 @@ class WrappingRegistrar:
         server: grpc.Server,
         wrappers: Sequence[HandlerWrapper],
         stream_pool: ThreadPoolExecutor | None = None,
+        unary_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self._server = server
         self._wrappers = wrappers
         self._stream_pool = stream_pool
+        self._unary_pool = unary_pool
 
     def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
         """Ignored: every service registered here also calls add_registered_method_handlers,
@@ -103,7 +108,9 @@ class WrappingRegistrar:
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         wrapped = {
-            name: wrap_handler(handler, f"/{service}/{name}", self._wrappers, self._stream_pool)
+            name: wrap_handler(
+                handler, f"/{service}/{name}", self._wrappers, self._stream_pool, self._unary_pool
+            )
             for name, handler in handlers.items()
         }
         self._server.add_generic_rpc_handlers(

@@ -1,0 +1,31 @@
+"""Which serving engine the tests run a server on.
+
+Modules whose features exist on both engines opt in with ``engine = both_engines``: every test
+there then runs once on grpcio and once on pygrpc-native. Everything else runs on the default
+engine. The engine reaches in-process servers through the ``settings`` fixture and subprocess
+servers through ``ENGINE_VARIABLE`` (``server_env`` strips every ``ORI_*`` the developer set,
+so the choice travels under a name of its own).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ENGINES = ("grpcio", "native")
+ENGINE_VARIABLE = "ORISERVER_TEST_ENGINE"
+
+
+@pytest.fixture(params=ENGINES, name="engine")
+def both_engines(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=ENGINES, name="engine", scope="module")
+def both_engines_per_module(request: pytest.FixtureRequest) -> str:
+    """The same, for modules whose servers are module-scoped fixtures."""
+    return str(request.param)
+
+
+def grpcio_only(reason: str) -> pytest.MarkDecorator:
+    """For a test of a feature the native engine does not have (its refusal is tested instead)."""
+    return pytest.mark.grpcio_only(reason)
