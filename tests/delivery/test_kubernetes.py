@@ -248,7 +248,9 @@ def test_database_credentials_come_from_a_secret(rendered: Rendered, overlay: st
             for source in item.get("envFrom", []):
                 data = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
                 if overlay == "prod":
-                    assert "ORI_DATABASE_URL" not in data, f"{where}: a stale URL beside the Secret's"
+                    assert "ORI_DATABASE_URL" not in data, (
+                        f"{where}: a stale URL beside the Secret's"
+                    )
                 else:
                     url = DatabaseUrl.parse(data["ORI_DATABASE_URL"])
                     assert url.redacted() == url.url, "no password inside ORI_DATABASE_URL"

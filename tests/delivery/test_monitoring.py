@@ -124,6 +124,7 @@ def monitoring() -> Docs:
 
 # --- CRD schemas ----------------------------------------------------------------------
 
+
 def test_the_overlay_is_prod_plus_exactly_the_monitoring_objects(
     monitoring: Docs, rendered: dict[str, Docs]
 ) -> None:
