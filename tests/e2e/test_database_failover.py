@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -70,10 +71,13 @@ def health(target: str) -> int:
     return reply.status
 
 
-def wait_until(condition, what: str, server: ServerProcess, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def wait_until(
+    condition: Callable[[], bool], what: str, server: ServerProcess | None, timeout: float = 20
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{server.logs()[-3000:]}"
+        logs = server.logs()[-3000:] if server else ""
+        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{logs}"
         time.sleep(0.1)
 
 
@@ -121,7 +125,7 @@ def test_the_primary_fails_over_to_a_standby_and_nothing_acknowledged_is_lost(
         migrate(primary.url, tmp_path)
         standby = cluster.standby_of(primary)
         primary.replicate_synchronously()
-        wait_until(lambda: streaming_synchronously(primary), "a synchronous standby", None)  # type: ignore[arg-type]
+        wait_until(lambda: streaming_synchronously(primary), "a synchronous standby", None)
         with fault_proxy(("127.0.0.1", primary.port)) as proxy:
             server = serve_through(proxy, tmp_path)
             load = under_load(server)

@@ -27,15 +27,21 @@ import psycopg
 
 def server_binaries() -> Path | None:
     """The newest /usr/lib/postgresql/*/bin holding postgres, initdb, pg_ctl and
-    pg_basebackup (or pgserver's own), or None."""
+    pg_basebackup (or pgserver's own), or None; None too under root without a
+    `postgres` user to run them as."""
     needed = ("postgres", "initdb", "pg_ctl", "pg_basebackup")
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
     )
     with contextlib.suppress(ImportError):
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
         candidates.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin"))
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return None  # PostgreSQL will not run as root, and there is no one else to be
     for folder in map(Path, candidates):
         if all((folder / name).is_file() for name in needed):
             return folder
