@@ -30,6 +30,9 @@ KINDS = {
     **dict.fromkeys(("ingress", "ingresses", "ing"), "Ingress"),
     **dict.fromkeys(("endpoints", "ep"), "Endpoints"),
     **dict.fromkeys(("pod", "pods", "po"), "Pod"),
+    # CloudNativePG's kinds (components/cnpg).
+    **dict.fromkeys(("cluster", "clusters", "clusters.postgresql.cnpg.io"), "Cluster"),
+    **dict.fromkeys(("scheduledbackup", "scheduledbackups"), "ScheduledBackup"),
 }
 # Options followed by a separate value (`-n NS`); `--opt=value` is one token anyway.
 VALUED = {

@@ -72,6 +72,9 @@ def _secret_names(doc: dict[str, Any]) -> Iterator[str]:
             yield volume["secret"]["secretName"]
     for tls in doc.get("spec", {}).get("tls", []) if doc["kind"] == "Ingress" else []:
         yield tls["secretName"]
+    if doc["kind"] == "ObjectStore":  # the Barman Cloud plugin's bucket credentials
+        for ref in doc["spec"]["configuration"].get("s3Credentials", {}).values():
+            yield ref["name"]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import yaml
 import oriserver.cli.client_config  # registers the client's variables: `ori` runs in the pods too
 import oriserver.config.settings  # noqa: F401 - registers every server variable
 from oriserver.config import Settings, load_settings
+from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import REGISTRY
 from oriserver.rpc.server import EVENTS_SERVICE, MATHHELPER_SERVICE
 from tests.delivery.tools import (
@@ -126,7 +127,9 @@ def test_every_container_is_non_root_read_only_and_without_privileges(
 ) -> None:
     docs = rendered[overlay]
     specs = pod_specs(docs)
-    assert {name.split("/")[0] for name, _ in specs} == set(WORKLOADS)
+    # prod's PostgreSQL pods are the CloudNativePG operator's, not a StatefulSet of ours.
+    workloads = {"Deployment", "Job"} if overlay == "prod" else set(WORKLOADS)
+    assert {name.split("/")[0] for name, _ in specs} == workloads
     for name, pod in specs:
         pod_context = pod.get("securityContext", {})
         assert pod.get("automountServiceAccountToken") is False, name
@@ -217,17 +220,45 @@ def test_the_server_never_migrates_and_a_job_runs_db_upgrade(
     assert job_settings.events.database == settings.events.database
 
 
+# Where each overlay's pods find the database password: dev's example Secret as
+# PGPASSWORD; prod's whole URL in the Secret the CloudNativePG operator generates.
+CREDENTIALS = {
+    "dev": {"PGPASSWORD": ("oriserver-db", "password")},
+    "prod": {"ORI_DATABASE_URL": ("oriserver-postgres-app", "uri")},
+}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_database_credentials_come_from_a_secret(rendered: Rendered, overlay: str) -> None:
     docs = rendered[overlay]
     for name, pod in pod_specs(docs):
+        if name.startswith("StatefulSet/"):
+            continue  # the dev database itself, checked below
+        for item in pod.get("initContainers", []) + pod["containers"]:
+            where = f"{name}/{item['name']}"
+            found = {
+                entry["name"]: (ref["name"], ref["key"])
+                for entry in item.get("env", [])
+                if entry["name"] in {"PGPASSWORD", "ORI_DATABASE_URL"}
+                and (ref := entry.get("valueFrom", {}).get("secretKeyRef"))
+            }
+            assert found == CREDENTIALS[overlay], where
+            literal = {e["name"] for e in item.get("env", []) if "value" in e}
+            assert not literal & {"PGPASSWORD", "ORI_DATABASE_URL"}, where
+            for source in item.get("envFrom", []):
+                data = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+                if overlay == "prod":
+                    assert "ORI_DATABASE_URL" not in data, (
+                        f"{where}: a stale URL beside the Secret's"
+                    )
+                else:
+                    url = DatabaseUrl.parse(data["ORI_DATABASE_URL"])
+                    assert url.redacted() == url.url, "no password inside ORI_DATABASE_URL"
+    for name, pod in pod_specs(docs):
         for item in pod.get("initContainers", []) + pod["containers"]:
             for entry in item.get("env", []):
-                if entry["name"] in {"PGPASSWORD", "POSTGRES_PASSWORD"}:
-                    assert "value" not in entry, name
+                if entry["name"] == "POSTGRES_PASSWORD":
                     assert entry["valueFrom"]["secretKeyRef"]["name"] == "oriserver-db", name
-    url = server_settings(docs).events.database
-    assert url.redacted() == url.url, "no password inside ORI_DATABASE_URL"
 
 
 def test_the_prod_overlay_ships_no_secret_and_the_dev_secret_is_an_example(
@@ -336,6 +367,7 @@ def test_network_policies_let_in_only_grpc_and_metrics_and_out_only_dns_and_post
             labels = template["metadata"]["labels"]
             assert labels_match(selector, labels), f"{name} is not covered by the policy"
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    server_labels = server(docs)["spec"]["template"]["metadata"]["labels"]
     settings = server_settings(docs)
     assert _ports(policy["spec"]["ingress"]) == {
         (settings.port, "TCP"),
@@ -343,6 +375,8 @@ def test_network_policies_let_in_only_grpc_and_metrics_and_out_only_dns_and_post
     }
     allowed_out = {(53, "UDP"), (53, "TCP"), (5432, "TCP")}
     for each in by_kind(docs, "NetworkPolicy"):
+        if not labels_match(each["spec"]["podSelector"].get("matchLabels", {}), server_labels):
+            continue  # the database's own policy (test_cnpg.py, or the StatefulSet's below)
         assert "Egress" in each["spec"]["policyTypes"], each["metadata"]["name"]
         assert _ports(each["spec"].get("egress", [])) <= allowed_out, each["metadata"]["name"]
     assert _ports(policy["spec"]["egress"]) == allowed_out
@@ -394,11 +428,10 @@ def test_the_ingress_proxies_grpc_to_the_service_behind_tls(rendered: Rendered) 
     assert not any(EVENTS_SERVICE.startswith(p.strip("/")) for p, _ in routed)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_postgres_is_a_statefulset_with_a_volume_behind_a_headless_service(
-    rendered: Rendered, overlay: str
+def test_dev_postgres_is_a_statefulset_with_a_volume_behind_a_headless_service(
+    rendered: Rendered,
 ) -> None:
-    docs = rendered[overlay]
+    docs = rendered["dev"]
     (database,) = by_kind(docs, "StatefulSet")
     headless = one(docs, "Service", database["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"

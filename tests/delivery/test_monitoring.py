@@ -18,12 +18,10 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import grpc
-import jsonschema
 import promql_parser
 import pytest
 import yaml
@@ -34,6 +32,7 @@ from oriserver._generated import mathhelper_pb2_grpc as mh_grpc
 from oriserver._generated.ori.events.v1 import events_pb2 as ev
 from oriserver._generated.ori.events.v1 import events_pb2_grpc as ev_grpc
 from oriserver.config import load_settings
+from tests.delivery.crds import crd_problems, is_crd_kind
 from tests.delivery.test_docs_links import relative_links
 from tests.delivery.tools import (
     OVERLAY_DIR,
@@ -59,12 +58,6 @@ DASHBOARD = COMPONENT / "dashboards" / "oriserver.json"
 SCHEMAS = ROOT / "deploy" / "k8s" / "schemas"
 OPERATING = ROOT / "docs" / "operating.md"
 RUNBOOK = "https://github.com/example/oriserver/blob/main/docs/operating.md#"
-
-# The vendored openAPIV3Schema of each Prometheus Operator kind the component uses.
-CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.yaml",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.yaml",
-}
 
 # Every metric family the server exports (docs/operating.md describes each one).
 HISTOGRAMS = {
@@ -131,74 +124,8 @@ def monitoring() -> Docs:
 
 # --- CRD schemas ----------------------------------------------------------------------
 
-# What the rendered manifests may carry in metadata (the CRDs leave it open;
-# the API server checks it as ObjectMeta).
-OBJECT_META = {
-    "type": "object",
-    "required": ["name"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "namespace": {"type": "string", "minLength": 1},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-}
 
-
-def _strict(node: dict[str, Any]) -> dict[str, Any]:
-    """The schema as `kubectl apply` enforces it (strict field validation): an object
-    with declared properties rejects any other field. Also adapts Go's regexp syntax
-    `^(?i)...` (a flag after the anchor) to Python's `(?i)^...`."""
-    node = dict(node)
-    if "properties" in node:
-        node["properties"] = {key: _strict(value) for key, value in node["properties"].items()}
-        if "additionalProperties" not in node and not node.get(
-            "x-kubernetes-preserve-unknown-fields"
-        ):
-            node["additionalProperties"] = False
-    if isinstance(node.get("additionalProperties"), dict):
-        node["additionalProperties"] = _strict(node["additionalProperties"])
-    if isinstance(node.get("items"), dict):
-        node["items"] = _strict(node["items"])
-    for keyword in ("anyOf", "allOf", "oneOf"):
-        if keyword in node:
-            node[keyword] = [_strict(each) for each in node[keyword]]
-    if isinstance(node.get("pattern"), str) and node["pattern"].startswith("^(?i)"):
-        node["pattern"] = "(?i)^" + node["pattern"][len("^(?i)") :]
-    return node
-
-
-@cache
-def crd_validator(file: str) -> jsonschema.Draft7Validator:
-    schema = _strict(yaml.safe_load((SCHEMAS / file).read_text()))
-    schema["properties"]["metadata"] = OBJECT_META
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(
-        schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
-    )
-
-
-def crd_problems(docs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each document against the vendored schema of its kind; a kind without one fails."""
-    problems = []
-    for doc in docs:
-        where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-        file = CRD_SCHEMAS.get((doc.get("apiVersion"), doc.get("kind")))
-        if file is None:
-            problems.append(f"{where}: no vendored schema for {doc.get('apiVersion')}")
-            continue
-        for error in crd_validator(file).iter_errors(doc):
-            path = ".".join(str(part) for part in error.absolute_path)
-            problems.append(f"{where}: {path}: {error.message}")
-    return problems
-
-
-def is_crd_kind(doc: Mapping[str, Any]) -> bool:
-    return (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS
-
-
-def test_the_overlay_is_prod_plus_exactly_the_three_monitoring_objects(
+def test_the_overlay_is_prod_plus_exactly_the_monitoring_objects(
     monitoring: Docs, rendered: dict[str, Docs]
 ) -> None:
     def key(doc: Mapping[str, Any]) -> tuple[str, str]:
@@ -210,6 +137,9 @@ def test_the_overlay_is_prod_plus_exactly_the_three_monitoring_objects(
         ("ServiceMonitor", "oriserver"),
         ("PrometheusRule", "oriserver"),
         ("ConfigMap", "oriserver-dashboard"),
+        # components/cnpg-monitoring: the PostgreSQL instances' metrics.
+        ("PodMonitor", "oriserver-postgres"),
+        ("NetworkPolicy", "oriserver-postgres-metrics"),
     }
     # The component adds objects and changes one thing that prod renders: the pod template
     # loses its prometheus.io/* annotations, so that no Prometheus scrapes a pod twice.
@@ -224,14 +154,21 @@ def test_the_overlay_is_prod_plus_exactly_the_three_monitoring_objects(
     assert [doc for doc in monitoring if key(doc) in prod] == expected
     for doc in added.values():
         assert doc["metadata"]["namespace"] == "oriserver"
-        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "oriserver"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"].startswith("oriserver")
 
 
 def test_every_resource_passes_its_schema_and_none_is_of_an_unknown_kind(
     monitoring: Docs, tmp_path: Path
 ) -> None:
     crds = [doc for doc in monitoring if is_crd_kind(doc)]
-    assert sorted(doc["kind"] for doc in crds) == ["PrometheusRule", "ServiceMonitor"]
+    assert sorted(doc["kind"] for doc in crds) == [
+        "Cluster",
+        "ObjectStore",
+        "PodMonitor",
+        "PrometheusRule",
+        "ScheduledBackup",
+        "ServiceMonitor",
+    ]
     assert crd_problems(crds) == []
     # Everything else, the dashboard ConfigMap included, through kubernetes-validate
     # --strict, which fails a kind it has no schema for.

@@ -55,6 +55,14 @@ def secret_refs(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
     }
 
 
+def database_credentials(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The Secret keys a container reads the database password (or whole URL) from."""
+    refs = secret_refs(spec)
+    found = {name: refs[name] for name in ("PGPASSWORD", "ORI_DATABASE_URL") if name in refs}
+    assert found, "no database credentials from a Secret"
+    return found
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_server_pods_start_only_after_db_wait_with_the_servers_image_settings_and_password(
     rendered: Rendered, overlay: str
@@ -71,7 +79,7 @@ def test_server_pods_start_only_after_db_wait_with_the_servers_image_settings_an
     assert step["envFrom"] == server["envFrom"]
     waited = load_settings(effective_env(docs, step)).events.database
     assert waited == load_settings(on_this_machine(effective_env(docs, server))).events.database
-    assert secret_refs(step)["PGPASSWORD"] == secret_refs(server)["PGPASSWORD"]
+    assert database_credentials(step) == database_credentials(server)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -104,7 +112,7 @@ def test_the_job_reads_the_servers_settings_from_a_config_map_without_a_hash(
     server_map = one(docs, "ConfigMap", server_source["configMapRef"]["name"])
     assert job_map is not server_map
     assert job_map["data"] == server_map["data"], "an overlay merged config.env into one only"
-    assert secret_refs(migrate)["PGPASSWORD"] == secret_refs(server)["PGPASSWORD"]
+    assert database_credentials(migrate) == database_credentials(server)
 
 
 def rendered_after_config_change(tmp_path: Path, overlay: str, file: str) -> tuple[Docs, Docs]:

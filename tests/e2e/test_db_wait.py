@@ -156,3 +156,70 @@ def test_a_bad_url_or_option_is_a_usage_error_with_exit_2(
     assert named in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+# --- --reachable: the migration Job's first step, before there is any schema -----------
+
+
+def test_reachable_returns_at_once_on_an_empty_database_and_never_migrates(
+    unmigrated_url: str, tmp_path: Path
+) -> None:
+    env = {"ORI_DATABASE_URL": unmigrated_url}
+    result = oriserver("db", "wait", "--reachable", "--timeout=5", env=env, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"ready: {unmigrated_url} answers (revision none)\n"
+    current = oriserver("db", "current", env=env, cwd=tmp_path)
+    assert "revision none" in current.stdout, "db wait --reachable must not migrate"
+
+
+@pytest.mark.postgres
+def test_reachable_waits_until_the_database_exists_then_exits_0(
+    postgres_server_url: str, tmp_path: Path
+) -> None:
+    name = f"ori_reach_{time.monotonic_ns()}"
+    url = postgres.with_database(postgres_server_url, name)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "oriserver", "db", "wait", "--reachable", "--timeout=60",
+         "--interval=0.2"],
+        env=server_env({"ORI_DATABASE_URL": url}), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = next_line(waiting)
+        assert first.startswith("waiting for the database to answer: cannot reach the database")
+        assert still_waiting_after(waiting, 1.0), "it returned before the database existed"
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        out, err = waiting.communicate(timeout=30)
+        assert (waiting.returncode, out, err) == (0, f"ready: {url} answers (revision none)\n", "")
+    finally:
+        waiting.kill()
+        waiting.wait()
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_reachable_times_out_on_an_unreachable_database_with_exit_1_and_the_reason(
+    tmp_path: Path,
+) -> None:
+    env = {"ORI_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = oriserver(
+        "db", "wait", "--reachable", "--timeout=1", "--interval=0.2", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("oriserver: gave up after 1 s waiting for the database to answer:")
+    assert "cannot reach the database at postgresql://nobody@127.0.0.1:1/none" in line
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("--reachable=yes",), ("--reachable", "--timeout=-1")], ids=["value", "timeout"]
+)
+def test_reachable_with_a_bad_option_is_a_usage_error_with_exit_2(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    result = oriserver("db", "wait", *args, env={}, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--reachable" in result.stderr or "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr

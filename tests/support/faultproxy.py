@@ -53,6 +53,12 @@ class FaultProxy:
         self._mode = "delay"
         self._delay_s = seconds
 
+    def retarget(self, target: Target) -> None:
+        """Forward new connections to ``target`` and close every open one, as a
+        Service does when it moves to a new primary (the old one's connections die)."""
+        self._target = target
+        self._loop.call_soon_threadsafe(self._close_all)
+
     def heal(self) -> None:
         """Back to a transparent proxy (connections cut earlier stay closed)."""
         self._mode = "pass"

@@ -49,8 +49,11 @@ def db_current(settings: Settings) -> int:
     return EXIT_OK if current == head else EXIT_FAILURE
 
 
-def db_wait(settings: Settings, *, timeout_s: float, interval_s: float) -> int:
-    """Wait until the schema is at the revision this version needs; never migrates.
+def db_wait(
+    settings: Settings, *, timeout_s: float, interval_s: float, reachable: bool = False
+) -> int:
+    """Wait until the schema is at the revision this version needs (or, with
+    ``reachable``, until the database answers at all); never migrates.
 
     Exit 0 once it is, 1 when timeout_s passes first. One line per change of state, so
     an init container's log reads as a short story rather than a line per attempt."""
@@ -58,35 +61,49 @@ def db_wait(settings: Settings, *, timeout_s: float, interval_s: float) -> int:
 
     database = settings.events.database
     head = migrate.head_revision()
+    goal = "the database to answer" if reachable else f"revision {head}"
     deadline = time.monotonic() + timeout_s
     last_state = ""
     while True:
-        state = _schema_state(settings, head)
+        state, revision = _database_state(settings, head, reachable=reachable)
         if state is None:
-            print(f"ready: {database.redacted()} is at revision {head}", flush=True)
+            done = (
+                f"answers (revision {revision or 'none'})"
+                if reachable
+                else f"is at revision {head}"
+            )
+            print(f"ready: {database.redacted()} {done}", flush=True)
             return EXIT_OK
         if state != last_state:
-            print(f"waiting for revision {head}: {state}", flush=True)
+            print(f"waiting for {goal}: {state}", flush=True)
             last_state = state
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             print(
-                f"oriserver: gave up after {timeout_s:g} s waiting for revision {head}: {state}",
+                f"oriserver: gave up after {timeout_s:g} s waiting for {goal}: {state}",
                 file=sys.stderr,
             )
             return EXIT_FAILURE
         time.sleep(min(interval_s, remaining))
 
 
-def _schema_state(settings: Settings, head: str) -> str | None:
-    """None when the schema is at head, else what stands in the way."""
+def _database_state(
+    settings: Settings, head: str, *, reachable: bool
+) -> tuple[str | None, str | None]:
+    """(None when the goal is met, else what stands in the way; the revision found).
+
+    Reading the revision needs a connection and a query, so it also proves that the
+    database answers; a SQLite file that does not exist yet counts as reachable (the
+    first `oriserver db upgrade` creates it)."""
     from oriserver.store import migrate
 
     try:
         current = migrate.current_revision(settings.events.database) if _exists(settings) else None
     except StoreError as error:
-        return str(error)
-    return None if current == head else f"the database is at revision {current or 'none'}"
+        return str(error), None
+    if reachable or current == head:
+        return None, current
+    return f"the database is at revision {current or 'none'}", current
 
 
 def events_rebuild(settings: Settings, *, archives: Sequence[Path] = ()) -> int:

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="wait until the schema is current (exit 1 on timeout); never migrates",
         description="Wait until ORI_DATABASE_URL answers and its schema is at the revision this "
         "version needs, printing a line whenever that changes. Exit 0 when it is, 1 on timeout. "
+        "With --reachable, only until it answers (the step before `oriserver db upgrade`). "
         "It never migrates: that is `oriserver db upgrade`.",
         epilog="example: oriserver db wait --timeout 900",
     )
@@ -83,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         default=2.0,
         metavar="SECONDS",
         help="pause between checks (default: 2)",
+    )
+    wait.add_argument(
+        "--reachable",
+        action="store_true",
+        help="only wait until the database answers, whatever its schema (before `db upgrade`)",
     )
     events = commands.add_parser("events", help="event log tasks", description="Event log tasks.")
     event_commands = events.add_subparsers(dest="events_command", metavar="TASK", required=True)
@@ -187,7 +193,12 @@ def _admin(args: argparse.Namespace) -> Callable[[Settings], int] | None:
     from oriserver.cli import admin
 
     if args.command == "db" and args.db_command == "wait":
-        return functools.partial(admin.db_wait, timeout_s=args.timeout, interval_s=args.interval)
+        return functools.partial(
+            admin.db_wait,
+            timeout_s=args.timeout,
+            interval_s=args.interval,
+            reachable=args.reachable,
+        )
     if args.command == "db":
         return {"upgrade": admin.db_upgrade, "current": admin.db_current}[args.db_command]
     if args.command == "events" and args.events_command == "archive":
