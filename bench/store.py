@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from harness.faultproxy import FaultProxy
-from harness.postgres import proxied
 
 from bench.report import SuiteReport
 from bench.runner import Context
+from harness.faultproxy import FaultProxy
+from harness.postgres import proxied
 from oriserver.bootstrap import build_host_client
 from oriserver.config import load_settings
 from oriserver.config.database import DatabaseUrl

@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness import postgres
 from oriserver.config import Settings, load_settings
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
-from tests.support import postgres
 from tests.support.servers import ServerThread, running_server
 
 

@@ -1,26 +1,22 @@
-"""The benchmark's load generator works end to end: a functional check, not a timed one."""
+"""The benchmark's load generator (harness/load) works end to end against a reference server
+started by the one launcher: a functional check, not a timed one."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.load import LoadSpec, run_load
-from bench.loadprocs import LoadProcesses
-from bench.servers import RunningServer, start_server
-from bench.stats import LoadResult, merge
+from harness.load import LoadProcesses, LoadResult, LoadSpec, merge, run_load
+from harness.servers import ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")
-def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     workdir: Path = tmp_path_factory.mktemp("bench")
-    server = start_server(
-        "reference-threads", workdir, "reference", base_env=dict(os.environ), env={}
-    )
+    server = start_server(workdir, kind="reference-threads", base_env=dict(os.environ))
     try:
         yield server
     finally:
@@ -62,7 +58,7 @@ def test_rejected_calls_are_counted_by_status_code(reference_server):
         factorial_base=-1,
     )
 
-    result = asyncio.run(run_load(spec))
+    result = run_load(spec)
 
     assert result.ok == 0
     assert result.rps == 0

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from harness.servers import free_port
 from tests.support.cli import ori
-from tests.support.servers import ServerThread, free_port
+from tests.support.servers import ServerThread
 
 
 @pytest.fixture

@@ -16,14 +16,14 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import postgres
+from harness.event_table import stored_calls
+from harness.faultproxy import fault_proxy
+from harness.load import Load
+from harness.servers import ServerProcess, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from oriserver.config.database import DatabaseUrl
-from tests.support import postgres
-from tests.support.event_table import stored_calls
-from tests.support.faultproxy import fault_proxy
-from tests.support.load import Load
-from tests.support.servers import ServerProcess, start_server_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -40,7 +40,7 @@ def server_for(tmp_path: Path, url: str, durability: str, **extra: str) -> Serve
         "ORI_LOG_RPCS": "false",
         **extra,
     }
-    return start_server_process(tmp_path, env)
+    return start_server(tmp_path, env)
 
 
 def event_host(server: ServerProcess, timeout: float = 20) -> psutil.Process:
@@ -85,18 +85,18 @@ def test_a_killed_event_host_is_restarted_and_nothing_is_lost_or_doubled(
         host = event_host(server)
         killed.add(host.pid)
         host.kill()
-        load.wait_for_ok_since(len(load.outcomes), 50)
+        load.wait_for_ok_since(load.count(), 50)
     assert event_host(server).pid not in killed
     server.signal(signal.SIGTERM)
     assert server.wait(60) == 0, server.logs()
     load.stop()
     stored = stored_calls(clean_postgres)
-    assert load.answered() <= stored.answered  # every answered call is stored...
+    assert load.acknowledged() <= stored.answered  # every answered call is stored...
     assert stored.duplicated() == set()  # ...once, even the batches sent again
     assert stored.unpaired() == set()
     assert len(server.records("event host process restarted")) == 5
     if durability == "async":
-        assert stored.answered == load.answered()  # nothing in flight was lost
+        assert stored.answered == load.acknowledged()  # nothing in flight was lost
 
 
 def test_a_stopped_event_host_fails_sync_calls_in_time_and_is_replaced(

@@ -1,6 +1,6 @@
 """The reliability scenarios of ``scripts/reliability``, with short durations.
 
-The same functions as the script (bench/reliability/scenarios.py), so the two cannot drift: real
+The same functions as the script (harness/reliability/scenarios.py), so the two cannot drift: real
 ``python -m oriserver`` processes, a real PostgreSQL, faults through a TCP proxy and real signals.
 A scenario passes only if every check passes: acknowledged calls stored as the durability mode
 promises, no duplicates, recovery on its own; ``result.explain()`` says which check failed.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability.probes import require_loopback
-from bench.reliability.scenarios import QUICK, SCENARIOS, Context
+from harness.postgres import fresh_database
+from harness.reliability.probes import require_loopback
+from harness.reliability.scenarios import QUICK, SCENARIOS, Context
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
-from tests.support.postgres import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

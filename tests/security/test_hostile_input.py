@@ -17,6 +17,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from harness.servers import ServerProcess, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from tests.security.conftest import assert_healthy, settled_rpc_count, wait_for_rpc_lines
 from tests.security.corpus import SEEDS
@@ -30,7 +31,6 @@ from tests.security.oracle import (
     reply_type,
 )
 from tests.security.payloads import payloads
-from tests.support.servers import ServerProcess, start_server_process
 
 RawCall = Callable[..., bytes]
 EXAMPLES_PER_METHOD = 1500
@@ -39,7 +39,7 @@ EXAMPLES_PER_METHOD = 1500
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real server process for the module; its stdout holds the per-RPC log lines."""
-    server = start_server_process(tmp_path_factory.mktemp("hostile"), {})
+    server = start_server(tmp_path_factory.mktemp("hostile"), {})
     yield server
     server.kill()
 

@@ -1,7 +1,7 @@
 """The scenarios: each starts real servers on loopback, applies one fault under load, measures,
 and returns a Result whose checks decide pass or fail.
 
-The script (``python -m bench.reliability``) and the test suite (``tests/reliability``) call
+The script (``python -m harness.reliability``) and the test suite (``tests/reliability``) call
 these same functions; only the Options (durations, rate, burst size) differ.
 
 Every load goes to 127.0.0.1, every phase is bounded by an Option or a timeout, and every
@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from bench.reliability.database_faults import db_cut_async, db_cut_sync, db_latency
-from bench.reliability.kit import FULL, QUICK, Context, Options
-from bench.reliability.process_faults import sigkill_worker, sigkill_worker_sync, sigterm
-from bench.reliability.soak import connection_burst, steady
-from bench.reliability.verdict import Result
+from harness.reliability.database_faults import db_cut_async, db_cut_sync, db_latency
+from harness.reliability.kit import FULL, QUICK, Context, Options
+from harness.reliability.process_faults import sigkill_worker, sigkill_worker_sync, sigterm
+from harness.reliability.soak import connection_burst, steady
+from harness.reliability.verdict import Result
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Context", "Options", "run"]
 

@@ -1,4 +1,4 @@
-"""``python -m bench.reliability`` (what ``scripts/reliability`` runs): scenarios in, one Markdown
+"""``python -m harness.reliability`` (what ``scripts/reliability`` runs): scenarios in, one Markdown
 table out; exit 1 if any scenario failed a check."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
 
-from bench.postgres import Postgres
-from bench.reliability.probes import require_loopback
-from bench.reliability.report import details, header, load_average, progress, table
-from bench.reliability.scenarios import FULL, QUICK, SCENARIOS, Context, Options, run
-from bench.reliability.verdict import Result
+from harness.postgres import Postgres
+from harness.reliability.probes import require_loopback
+from harness.reliability.report import details, header, load_average, progress, table
+from harness.reliability.scenarios import FULL, QUICK, SCENARIOS, Context, Options, run
+from harness.reliability.verdict import Result
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
 
@@ -101,7 +101,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = os.environ.get("BENCH_PROG", "python -m bench.reliability")
+    prog = os.environ.get("BENCH_PROG", "python -m harness.reliability")
     args = _parser(prog).parse_args(argv)
     options = _options(args)
     signal.signal(signal.SIGTERM, _terminate)

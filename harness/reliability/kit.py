@@ -12,11 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.reliability.load import Load
-from bench.reliability.probes import Resources, Server
-from bench.reliability.verdict import Result
+from harness.event_table import StoredCalls, stored_calls
+from harness.load import Load
+from harness.reliability.probes import Resources
+from harness.reliability.verdict import Result
+from harness.servers import ServerProcess
 from oriserver.config.database import DatabaseUrl
-from tests.support.event_table import StoredCalls, stored_calls
 
 MB = 1024 * 1024
 
@@ -67,7 +68,7 @@ def server_env(database_url: str, durability: str = "async", **extra: str) -> di
     }
 
 
-def paced_load(ctx: Context, server: Server) -> Load:
+def paced_load(ctx: Context, server: ServerProcess) -> Load:
     o = ctx.options
     return Load(server.target, clients=o.clients, rate=o.rate)
 
@@ -89,7 +90,9 @@ def read_stored(database_url: str) -> StoredCalls:
     return stored_calls(DatabaseUrl.parse(database_url))
 
 
-def graceful_stop(result: Result, server: Server, what: str = "SIGTERM after the load") -> float:
+def graceful_stop(
+    result: Result, server: ServerProcess, what: str = "SIGTERM after the load"
+) -> float:
     """SIGTERM, wait for exit; checks exit code 0 (which also says no buffered event was lost)."""
     started = time.monotonic()
     server.signal(signal.SIGTERM)
