@@ -88,11 +88,21 @@ class FaultProxy:
         self._target = target
 
     def close(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                self._call(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        """Stop listening, close every connection and end every pump, so none is left pending."""
         if self._server is not None:
             self._server.close()
-        self._loop.call_soon_threadsafe(self._close_all)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._close_all()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the plumbing ------------------------------------------------------
     def _close_all(self) -> None:

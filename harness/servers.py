@@ -40,6 +40,7 @@ KINDS = {
 }
 # What every oriserver started here gets unless the caller says otherwise: loopback only, JSON
 # logs a caller can read back, no fixed metrics port to collide on.
+EVENT_HOST = "oriserver.eventhost.main"  # in the event host child's command line
 ORISERVER_BASE = {"ORI_LISTEN_HOST": "127.0.0.1", "ORI_LOG_FORMAT": "json", "ORI_METRICS_PORT": "0"}
 
 
@@ -119,6 +120,17 @@ class ServerProcess:
         with contextlib.suppress(psutil.Error):
             return [p for p in psutil.Process(self.pid).children() if p.status() != "zombie"]
         return []
+
+    def event_host(self, timeout: float = 20.0) -> psutil.Process:
+        """The live event host child (the server starts it at its first recorded call)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self.children():
+                with contextlib.suppress(psutil.Error):  # gone or a zombie since listed
+                    if EVENT_HOST in " ".join(child.cmdline()):
+                        return child
+            time.sleep(0.05)
+        raise TimeoutError(f"the server has had no event host process for {timeout:g} s")
 
 
 def server_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -4,13 +4,15 @@ started by the one launcher: a functional check, not a timed one."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.load import LoadProcesses, LoadResult, LoadSpec, merge, run_load
-from harness.servers import ServerProcess, start_server
+from harness.servers import ROOT, ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,16 @@ def test_merging_keeps_every_latency_rather_than_averaging_percentiles():
         "p999": 9000,
         "max": 9000,
     }
+
+
+def test_the_bench_command_line_lists_its_suites():
+    """scripts/bench runs `python -m bench`: it must import and parse from the harness it uses."""
+    from bench.suites import SUITES
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert all(name in done.stdout for name in SUITES)

@@ -22,6 +22,7 @@ from harness.load import channel
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 EVENTS_SERVICE = "ori.events.v1.EventsService"
+MATH_SERVICE = "MathHelper"
 
 
 def health_status(target: str, service: str = "", timeout: float = 1.0) -> str:
@@ -43,6 +44,8 @@ class HealthWatch:
 
     target: str
     interval_s: float = 0.05
+    services: tuple[str, ...] = ("", EVENTS_SERVICE)
+    timeout_s: float = 1.0  # per probe; a probe that takes longer is kept as DEADLINE_EXCEEDED
     seen: list[tuple[float, str, str]] = field(default_factory=list)  # (time, service, status)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -61,10 +64,10 @@ class HealthWatch:
         with channel(self.target) as chan:
             stub = health_pb2_grpc.HealthStub(chan)
             while not self._stop.is_set():
-                for service in ("", EVENTS_SERVICE):
+                for service in self.services:
                     try:
                         reply = stub.Check(
-                            health_pb2.HealthCheckRequest(service=service), timeout=1
+                            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s
                         )
                         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
                     except grpc.RpcError as error:
@@ -83,6 +86,13 @@ class HealthWatch:
                 if s == service and st == status and since <= t < until
             ),
             None,
+        )
+
+    def count(
+        self, service: str, status: str, since: float = 0.0, until: float = float("inf")
+    ) -> int:
+        return sum(
+            1 for t, s, st in list(self.seen) if (s, st) == (service, status) and since <= t < until
         )
 
     def statuses(self, service: str, since: float = 0.0, until: float = float("inf")) -> set[str]:

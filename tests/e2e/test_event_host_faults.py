@@ -43,14 +43,8 @@ def server_for(tmp_path: Path, url: str, durability: str, **extra: str) -> Serve
     return start_server(tmp_path, env)
 
 
-def event_host(server: ServerProcess, timeout: float = 20) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in psutil.Process(server.process.pid).children():
-            if "oriserver.eventhost.main" in " ".join(child.cmdline()):
-                return child
-        time.sleep(0.05)
-    raise AssertionError("the server has no event host process")
+def event_host(server: ServerProcess) -> psutil.Process:
+    return server.event_host()
 
 
 def health(target: str, service: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from harness.postgres import fresh_database
 from harness.reliability.probes import require_loopback
-from harness.reliability.scenarios import QUICK, SCENARIOS, Context
+from harness.reliability.scenarios import EVENTLESS, QUICK, SCENARIOS, Context
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
 
@@ -42,4 +42,5 @@ def test_the_server_keeps_its_promises(ctx: Context, name: str) -> None:
     result = scenario(ctx)
     assert result.checks, "the scenario checked nothing"
     assert result.passed, result.explain()
-    assert result.events_expected > 0  # the load really ran and was recorded
+    assert result.held_rps > 0  # the load really ran...
+    assert result.events_expected > 0 or name in EVENTLESS  # ...and was recorded
