@@ -112,6 +112,9 @@ def _sigkill_worker(ctx: Context, name: str, durability: str) -> Result:
     ):
         wait_until(lambda: len(server.records("serving")) >= 2, o.recovery_timeout_s)
         with paced_load(ctx, server) as load:
+            # Each worker starts its event host with its first call, slowly on a loaded machine:
+            # the kill comes once both are writing, so the tail window is about the kill alone.
+            wait_until(lambda: len(events_by_instance(url)) >= 2, o.recovery_timeout_s)
             time.sleep(o.before_s)
             victim = min(server.children(), key=lambda p: p.pid)
             killed = time.monotonic()

