@@ -18,8 +18,11 @@ import contextlib
 import os
 import signal
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.faultproxy import FaultProxy
 from harness.load import Load
@@ -53,10 +56,6 @@ def host_killed_sync(ctx: Context) -> Result:
 
 def _dropped_events(metrics_port: int) -> float | None:
     """ori_events_dropped_total as the server reports it, or None when it cannot be read."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=3) as reply:
