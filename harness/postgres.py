@@ -62,7 +62,7 @@ class Postgres:
                 warnings.simplefilter("ignore")
                 import pgserver
 
-                server = pgserver.get_server(data_dir, cleanup_mode="stop")
+                server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         except BaseException:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise

@@ -77,12 +77,13 @@ def _callers(
     def fixed_factorial(_: int, timeout: float) -> object:
         return stub.Factorial(factorial, timeout=timeout)
 
-    return {
+    chosen: dict[str, list[Callable[[int, float], object]]] = {
         "unique": [unique],
         "summation": [fixed_summation],
         "factorial": [fixed_factorial],
         "both": [fixed_summation, fixed_factorial],
-    }[mix]
+    }
+    return chosen[mix]
 
 
 @dataclass(frozen=True)

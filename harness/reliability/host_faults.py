@@ -86,10 +86,12 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
             killed.add(host.pid)
             killed_at = time.monotonic()
             host.kill()
+
             # The server starts a new host at its next recorded call, and logs it.
-            back = wait_until(
-                lambda n=kill_no: len(server.records(HOST_RESTARTED)) >= n, o.recovery_timeout_s
-            )
+            def restarted(n: int = kill_no) -> bool:
+                return len(server.records(HOST_RESTARTED)) >= n
+
+            back = wait_until(restarted, o.recovery_timeout_s)
             restart_s.append(None if back is None else back - killed_at)
             time.sleep(o.between_kills_s)
         time.sleep(o.after_s)

@@ -51,7 +51,7 @@ def seed(url: str, events: int) -> int:
                 (SUMMATION, i, 1, SUCCEEDED, i, peer, now + i, now + i + 1000, None, None)
                 for i in range(10**9 + start, 10**9 + min(start + SEED_BATCH, events // 2))
             ]
-            appended = store.append_rows(  # type: ignore[attr-defined]
+            appended = store.append_rows(
                 rows_from_records(records, origin, start, "seed"), project=True
             )
             head = int(appended.head)

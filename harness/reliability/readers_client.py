@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     read = [0] * streams
     caught_up = [0.0] * streams
     codes: Counter[str] = Counter()
-    calls: list[grpc.Future] = []
+    calls: list[grpc.RpcContext] = []  # to cancel
     lock = threading.Lock()
     started = time.monotonic()
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
                 read[index] += 1
                 if reply.event.position >= until:
                     caught_up[index] = time.monotonic() - started
-                    call.cancel()
+                    call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave it untyped
                     break
         except grpc.RpcError as error:
             with lock:
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         thread.join(max(0.0, deadline - time.monotonic()))
     with lock:
         for call in calls:
-            call.cancel()
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave it untyped
     for thread in threads:
         thread.join(5)
     codes.pop("CANCELLED", None)  # ours: caught up, or out of time
