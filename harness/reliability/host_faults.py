@@ -225,12 +225,15 @@ def _stall(ctx: Context, name: str, stall: Stall, *, proxy: bool) -> Result:
     recovered(result, "first successful call", healed, first_ok)
     if math_up is not None:
         result.recovery += f"; MathHelper SERVING {math_up - healed:.2f} s"
-    timeouts = sum(health.count(s, "DEADLINE_EXCEEDED", start, healed) for s in services)
-    if timeouts:
+    timeouts = {
+        s or "overall": health.count(s, "DEADLINE_EXCEEDED", start, healed) for s in services
+    }
+    if any(timeouts.values()):
         # Health checks share the server's call threads with blocked sync calls; reported, not
         # hidden behind a longer probe timeout (the server side is to be fixed).
         result.notes.append(
-            f"{timeouts} health probes timed out ({health.timeout_s:g} s) during the stall"
+            f"health probes that timed out ({health.timeout_s:g} s) during the stall: "
+            + ", ".join(f"{s} {n}" for s, n in timeouts.items() if n)
         )
     result.notes.append(f"{len(during)} calls failed during the {o.fault_s:g} s stall")
     return result
