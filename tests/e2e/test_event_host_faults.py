@@ -43,10 +43,6 @@ def server_for(tmp_path: Path, url: str, durability: str, **extra: str) -> Serve
     return start_server(tmp_path, env)
 
 
-def event_host(server: ServerProcess) -> psutil.Process:
-    return server.event_host()
-
-
 def health(target: str, service: str) -> int:
     with grpc.insecure_channel(target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -76,11 +72,11 @@ def test_a_killed_event_host_is_restarted_and_nothing_is_lost_or_doubled(
     load.wait_for(200)
     killed = set()
     for _ in range(5):
-        host = event_host(server)
+        host = server.event_host()
         killed.add(host.pid)
         host.kill()
         load.wait_for_ok_since(load.count(), 50)
-    assert event_host(server).pid not in killed
+    assert server.event_host().pid not in killed
     server.signal(signal.SIGTERM)
     assert server.wait(60) == 0, server.logs()
     load.stop()
@@ -98,7 +94,7 @@ def test_a_stopped_event_host_fails_sync_calls_in_time_and_is_replaced(
 ) -> None:
     server = server_for(tmp_path, clean_postgres.url, "sync")
     assert timed_call(server.target, 1)[0] == "OK"
-    host = event_host(server)
+    host = server.event_host()
     os.kill(host.pid, signal.SIGSTOP)
     code, took = timed_call(server.target, 2)
     assert code == "UNAVAILABLE"
