@@ -10,12 +10,10 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from harness import h2load
-
-from bench.load import MIXES
 from bench.report import SuiteReport, header, render, write_json
 from bench.runner import Context, Options
 from bench.suites import SUITES
+from harness import h2load
 
 QUICK = {"duration": 1.5, "warmup": 0.5, "rounds": 1}
 FULL = {"duration": 10.0, "warmup": 2.0, "rounds": 3}
@@ -72,7 +70,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--no-pin", action="store_true", help="do not pin the server to CPU 0 and h2load to CPU 1"
     )
     parser.add_argument("--load-procs", type=int, default=1, help="load processes (default 1)")
-    parser.add_argument("--mix", choices=MIXES, default="both", help="RPCs to call (both)")
+    parser.add_argument("--mix", choices=h2load.MIXES, default="both", help="RPCs to call (both)")
     return parser
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from harness import h2load
 
-from bench.postgres import SUCCEEDED_KEY
 from bench.runner import Config, Options, Run
+from harness import h2load
+from harness.event_table import SUCCEEDED_KEY
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import h2load
 
-from bench.load import LoadSpec
-from bench.loadprocs import LoadFailed, LoadProcesses
-from bench.postgres import Postgres, postgres_rows, sqlite_rows
-from bench.procs import machine_busy_cpu, tree_cpu
-from bench.servers import ServerFailed, free_port, metrics_samples, start_server
-from bench.stats import LoadResult
+from harness import h2load
+from harness.event_table import postgres_rows, sqlite_rows
+from harness.load import LoadFailed, LoadProcesses, LoadResult, LoadSpec
+from harness.postgres import Postgres
+from harness.procs import machine_busy_cpu, tree_cpu
+from harness.servers import ServerFailed, free_port, metrics_samples, start_server
 from oriserver.config.database import DatabaseUrl
 
 
@@ -149,6 +148,13 @@ def _cpu(pid: int | None) -> float:
 
 
 SERVER_CPUS, LOAD_CPUS = "0", "1"
+# oriserver as a container would run it, minus what a benchmark must control.
+ORISERVER_BASE = {
+    "ORI_LOG_RPCS": "true",
+    "ORI_INSTANCE_ID": "bench",
+    "ORI_SHUTDOWN_GRACE_SECONDS": "2",
+    "ORI_EVENTS_SHUTDOWN_FLUSH_SECONDS": "10",
+}
 
 
 def pinned(ctx: Context) -> bool:
@@ -227,7 +233,12 @@ def _serve_and_measure(
 ) -> None:
     """Start the server, measure it, stop it; the log tail is kept when anything went wrong."""
     cpus = SERVER_CPUS if pinned(ctx) else None
-    server = start_server(config.server, ctx.workdir, tag, base_env=ctx.environ, env=env, cpus=cpus)
+    if config.server == "oriserver":
+        env = {**ORISERVER_BASE, **env}
+    server = start_server(
+        ctx.workdir, env, kind=config.server, args=("serve",), base_env=ctx.environ,
+        cpus=cpus, label=tag, timeout_s=30,
+    )  # fmt: skip
     try:
         if config.latency or ctx.options.generator == "python":
             _measure(ctx, config, server.target, server.process.pid, run)
@@ -238,7 +249,7 @@ def _serve_and_measure(
     except LoadFailed as error:
         run.failure = f"load generator: {error}"
     finally:
-        server.stop()
+        server.stop(grace_s=15)
         if run.failure or (run.load and run.load.errors):
             run.log_tail = server.log_tail()
 

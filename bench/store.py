@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from harness.faultproxy import FaultProxy
-from harness.postgres import proxied
 
 from bench.report import SuiteReport
 from bench.runner import Context
+from harness.faultproxy import FaultProxy
+from harness.postgres import proxied
 from oriserver.bootstrap import build_host_client
 from oriserver.config import load_settings
 from oriserver.config.database import DatabaseUrl
@@ -104,7 +104,11 @@ class Shipped:
 
 
 def _ship(
-    url: str, records: list[CallRecord], batch: int, before: Callable[[CallShipper], None] | None
+    url: str,
+    records: list[CallRecord],
+    batch: int,
+    before: Callable[[CallShipper], None] | None,
+    connected: Callable[[], None] | None = None,
 ) -> Shipped:
     """Records through CallShipper and the event host, as the server ships them."""
     settings = load_settings(
@@ -130,6 +134,8 @@ def _ship(
     )
     try:
         host.ping(60)  # started and connected before the clock, as in a running server
+        if connected is not None:
+            connected()
         host_pid = host.pid
         cpu_before = time.process_time() + _cpu(host_pid)
         started = time.perf_counter()
@@ -170,14 +176,14 @@ def _backlog(ctx: Context, records: list[CallRecord], batch: int) -> Shipped:
     url = _fresh(ctx)
     try:
         with FaultProxy.for_url(url) as proxy:
-            proxy.cut()
 
             def restore(shipper: CallShipper) -> None:
                 while shipper.buffered < 2 * len(records) - batch:  # all but a batch in flight
                     time.sleep(0.01)
                 proxy.heal()
 
-            return _ship(proxied(url, proxy.port), records, batch, restore)
+            # Cut once the host is up and connected, as a running server's would be.
+            return _ship(proxied(url, proxy.port), records, batch, restore, proxy.cut)
     finally:
         ctx.postgres().drop_database(url)
 

@@ -122,8 +122,8 @@ def rpc(ctx: Context) -> SuiteReport:
         Ratio("for information: plain pygrpc-native / plain thread-pool", native, threads),
     ]  # fmt: skip
     notes = [
-        "Plain servers (bench/reference_server.py, bench/reference_aio_server.py, "
-        "bench/reference_native_server.py) serve grpcio's example servicer and nothing else. "
+        "Plain servers (harness/reference/threads.py, harness/reference/aio.py, "
+        "harness/reference/native.py) serve grpcio's example servicer and nothing else. "
         "oriserver runs with recording off; 'defaults' is as deployed (a JSON log line per "
         "RPC written to a file, metrics on, health and reflection on); 'bare' turns off the "
         "log line, metrics and reflection. Efficiency ratios divide calls per server "

@@ -27,6 +27,7 @@ REQUEST = bytes.fromhex("08021003")
 # FactorialResult{result: 2, base: 2}, each after its 5-byte message prefix.
 REPLY_BYTES = {"/MathHelper/Summation": 5 + 6, "/MathHelper/Factorial": 5 + 4}
 METHODS = tuple(REPLY_BYTES)
+MIXES = ("summation", "factorial", "both")
 
 
 def methods(mix: str) -> tuple[str, ...]:
@@ -124,7 +125,7 @@ def run(
         body = Path(folder) / "request.bin"
         body.write_bytes(b"\x00" + len(REQUEST).to_bytes(4, "big") + REQUEST)
         processes = [
-            subprocess.Popen(  # noqa: S603 - h2load with our own arguments, on loopback
+            subprocess.Popen(
                 command(
                     port,
                     duration_s=duration_s,

@@ -8,11 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness import postgres, servers
 from oriserver.config import Settings, load_settings
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
-from tests.support import postgres
-from tests.support.engines import ENGINE_VARIABLE
 from tests.support.servers import ServerThread, running_server
 
 
@@ -36,7 +35,9 @@ def engine() -> str:
 
 @pytest.fixture(autouse=True)
 def _subprocess_servers_engine(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENGINE_VARIABLE, engine)
+    """Servers that harness.servers starts for the test run on its engine (unless the
+    test's own environment names one)."""
+    monkeypatch.setitem(servers.ORISERVER_BASE, "ORI_SERVER_ENGINE", engine)
 
 
 @pytest.fixture

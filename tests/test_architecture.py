@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "oriserver"
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src" / "oriserver"
 OWN_MODULES = [p for p in SRC.rglob("*.py") if "_generated" not in p.parts]
 
 
@@ -28,6 +29,52 @@ def test_the_domain_imports_only_the_standard_library_and_itself() -> None:
             top = name.split(".")[0]
             allowed = top in sys.stdlib_module_names or name.startswith("oriserver.domain")
             assert allowed, f"{path.relative_to(SRC)} imports {name}"
+
+
+# Which top-level packages each tree must not import: the server knows nothing of its tooling,
+# the shared harness nothing of its two users, and bench and tests not each other (tests reach
+# bench only where they test bench itself).
+FORBIDDEN = {
+    "src/oriserver": {"bench", "harness", "tests"},
+    "harness": {"bench", "tests"},
+    "bench": {"tests"},
+    "tests": {"bench"},
+}
+BENCH_TESTS = {"tests/test_bench_smoke.py", "tests/integration/test_multiwriter_bench.py"}
+
+
+def wrong_way_imports(root: Path) -> list[str]:
+    """Every import under root that runs against FORBIDDEN, as "file imports module"."""
+    found = []
+    for tree, forbidden in FORBIDDEN.items():
+        for path in sorted((root / tree).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            if relative in BENCH_TESTS or "_generated" in path.parts:
+                continue
+            found += [
+                f"{relative} imports {name}"
+                for name in sorted(_imports(path))
+                if name.split(".")[0] in forbidden
+            ]
+    return found
+
+
+def test_imports_flow_one_way_between_server_harness_bench_and_tests() -> None:
+    assert wrong_way_imports(ROOT) == []
+
+
+def test_the_layering_check_sees_an_import_that_runs_the_wrong_way(tmp_path: Path) -> None:
+    for tree, module in [("harness", "tests.support.servers"), ("bench", "tests"),
+                         ("src/oriserver", "harness.load"), ("tests", "bench.runner")]:  # fmt: skip
+        (tmp_path / tree).mkdir(parents=True, exist_ok=True)
+        (tmp_path / tree / "wrong.py").write_text(f"def f():\n    import {module}\n")
+    (tmp_path / "tests" / "fine.py").write_text("from harness import servers\nimport oriserver\n")
+    assert wrong_way_imports(tmp_path) == [
+        "src/oriserver/wrong.py imports harness.load",
+        "harness/wrong.py imports tests.support.servers",
+        "bench/wrong.py imports tests",
+        "tests/wrong.py imports bench.runner",
+    ]
 
 
 def test_only_entrypoints_read_the_environment() -> None:

@@ -1,26 +1,24 @@
-"""The benchmark's load generator works end to end: a functional check, not a timed one."""
+"""The benchmark's load generator (harness/load) works end to end against a reference server
+started by the one launcher: a functional check, not a timed one."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.load import LoadSpec, run_load
-from bench.loadprocs import LoadProcesses
-from bench.servers import RunningServer, start_server
-from bench.stats import LoadResult, merge
+from harness.load import LoadProcesses, LoadResult, LoadSpec, merge, run_load
+from harness.servers import ROOT, ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")
-def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     workdir: Path = tmp_path_factory.mktemp("bench")
-    server = start_server(
-        "reference-threads", workdir, "reference", base_env=dict(os.environ), env={}
-    )
+    server = start_server(workdir, kind="reference-threads", base_env=dict(os.environ))
     try:
         yield server
     finally:
@@ -62,7 +60,7 @@ def test_rejected_calls_are_counted_by_status_code(reference_server):
         factorial_base=-1,
     )
 
-    result = asyncio.run(run_load(spec))
+    result = run_load(spec)
 
     assert result.ok == 0
     assert result.rps == 0
@@ -89,3 +87,16 @@ def test_merging_keeps_every_latency_rather_than_averaging_percentiles():
         "p999": 9000,
         "max": 9000,
     }
+
+
+def test_the_bench_command_line_lists_its_suites():
+    """scripts/bench runs `python -m bench`: it must import and parse from the harness it uses."""
+    from bench.suites import SUITES
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert all(name in done.stdout for name in SUITES)

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.servers import ServerProcess, free_port, start_server
 from oriserver._generated import mathhelper_pb2 as mh
 from oriserver._generated import mathhelper_pb2_grpc as mh_grpc
 from oriserver._generated.ori.events.v1 import events_pb2 as ev
@@ -47,7 +48,6 @@ from tests.delivery.tools import (
     schema_problems,
     seconds,
 )
-from tests.support.servers import ServerProcess, free_port, start_server_process
 from tests.support.webhook_server import webhook_receiver
 
 Docs = list[dict[str, Any]]
@@ -675,7 +675,7 @@ def test_every_metric_the_rules_and_dashboard_use_is_exported_by_a_live_server(
     used = used_metric_names(monitoring) - PROMETHEUS_SERIES
     metrics_port = free_port()
     with webhook_receiver() as hook:
-        server = start_server_process(
+        server = start_server(
             tmp_path,
             {
                 "ORI_METRICS_PORT": str(metrics_port),

@@ -10,14 +10,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness import postgres
+from harness.servers import server_env
 from oriserver.config.database import DatabaseUrl
 from oriserver.domain.events import Method
 from oriserver.service.projection import fold_stored
 from oriserver.store import migrate
 from oriserver.store.factory import open_store
-from tests.support import postgres
 from tests.support.events import many
-from tests.support.servers import server_env
 
 
 def oriserver(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

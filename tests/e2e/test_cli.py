@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from harness.servers import free_port
 from tests.support.cli import ori
 from tests.support.engines import both_engines
-from tests.support.servers import ServerThread, free_port
+from tests.support.servers import ServerThread
 
 engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 

@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import ServerProcess, free_port, server_env, start_server
 from tests.support.cli import ORI, ori
 from tests.support.engines import both_engines
-from tests.support.servers import (
-    ServerProcess,
-    ServerThread,
-    free_port,
-    server_env,
-    start_server_process,
-)
+from tests.support.servers import ServerThread
 
 engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
@@ -116,9 +111,9 @@ def test_bad_event_arguments_are_usage_errors(args: tuple[str, ...], fragment: s
 
 
 def test_a_server_without_recording_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.support.servers import start_server_process
+    from harness.servers import start_server
 
-    server = start_server_process(tmp_path, {"ORI_EVENTS_ENABLED": "false"})
+    server = start_server(tmp_path, {"ORI_EVENTS_ENABLED": "false"})
     try:
         result = ori("totals", port=server.port)
     finally:
@@ -168,14 +163,14 @@ class RestartableServer:
             "ORI_DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}",
         }
         self.port = int(self.env["ORI_PORT"])
-        self.process: ServerProcess = start_server_process(tmp_path, self.env)
+        self.process: ServerProcess = start_server(tmp_path, self.env)
 
     def stop(self) -> None:
         self.process.signal(signal.SIGTERM)
         assert self.process.wait(30) == 0
 
     def start(self, **extra: str) -> None:
-        self.process = start_server_process(self.tmp_path, {**self.env, **extra})
+        self.process = start_server(self.tmp_path, {**self.env, **extra})
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.event_table import stored_calls
+from harness.faultproxy import FaultProxy, fault_proxy
+from harness.load import Load
+from harness.servers import ServerProcess, server_env, start_server
 from oriserver.config.database import DatabaseUrl
-from tests.support.event_table import stored_calls
-from tests.support.faultproxy import FaultProxy, fault_proxy
-from tests.support.load import Load
 from tests.support.pgcluster import Instance, pg_cluster, server_binaries
-from tests.support.servers import ServerProcess, server_env, start_server_process
 
 BINARIES = server_binaries()
 pytestmark = [
@@ -57,7 +57,7 @@ def serve_through(proxy: FaultProxy, tmp_path: Path) -> ServerProcess:
         "ORI_DB_TIMEOUT_SECONDS": str(TIMEOUT_S),
         "ORI_LOG_RPCS": "false",
     }
-    return start_server_process(tmp_path, env)
+    return start_server(tmp_path, env)
 
 
 def health(target: str) -> int:
@@ -96,7 +96,7 @@ def under_load(server: ServerProcess) -> Load:
 
 def recovers(load: Load, server: ServerProcess, outage_began: int) -> None:
     """After the outage: calls succeed again and the server reports itself serving."""
-    load.wait_for_ok_since(len(load.outcomes), 100, timeout=30)
+    load.wait_for_ok_since(load.count(), 100, timeout=30)
     wait_until(lambda: health(server.target) == SERVING, "health SERVING again", server)
     assert load.codes_since(outage_began)["OK"] >= 100
 
@@ -105,13 +105,13 @@ def nothing_acknowledged_lost(load: Load, server: ServerProcess, database: str) 
     load.stop()
     server.signal(signal.SIGTERM)
     assert server.wait(30) == 0, server.logs()[-3000:]
-    acknowledged = {call for call, code in load.outcomes.items() if code == "OK"}
+    acknowledged = {call.id for call in load.calls() if call.code == "OK"}
     stored = stored_calls(DatabaseUrl.parse(database))
     assert acknowledged, "no call was answered"
     assert acknowledged - stored.answered == set(), "answered OK, then lost"
     assert stored.duplicated() == set()
     assert stored.unpaired() == set()
-    refused = {code for code in load.outcomes.values() if code != "OK"}
+    refused = {call.code for call in load.calls() if call.code != "OK"}
     assert refused <= {"UNAVAILABLE"}, refused  # sync mode: refused in time, never wrong
 
 
@@ -129,7 +129,7 @@ def test_the_primary_fails_over_to_a_standby_and_nothing_acknowledged_is_lost(
         with fault_proxy(("127.0.0.1", primary.port)) as proxy:
             server = serve_through(proxy, tmp_path)
             load = under_load(server)
-            outage_began = len(load.outcomes)
+            outage_began = load.count()
             primary.stop("immediate")  # the primary's node is gone
             wait_until(lambda: health(server.target) != SERVING, "health turned", server)
             standby.promote()
@@ -151,7 +151,7 @@ def test_the_one_postgresql_stops_and_starts_again_and_nothing_acknowledged_is_l
         with fault_proxy(("127.0.0.1", database.port)) as proxy:
             server = serve_through(proxy, tmp_path)
             load = under_load(server)
-            outage_began = len(load.outcomes)
+            outage_began = load.count()
             database.stop("fast")  # a restart: clients are disconnected
             wait_until(lambda: health(server.target) != SERVING, "health turned", server)
             database.start()

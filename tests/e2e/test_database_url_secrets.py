@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness import postgres
+from harness.servers import server_env, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
-from tests.support import postgres
-from tests.support.servers import server_env, start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def with_password(url: str) -> str:
 def test_no_log_line_of_a_server_shows_the_database_password(
     tmp_path: Path, log_format: str
 ) -> None:
-    server = start_server_process(
+    server = start_server(
         tmp_path,
         {
             "ORI_DATABASE_URL": LEAKY_URL,

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness import postgres
+from harness.servers import server_env
 from oriserver.store import migrate
-from tests.support import postgres
-from tests.support.servers import server_env
 
 HEAD = migrate.head_revision()
 BEHIND = f"waiting for revision {HEAD}: the database is at revision none"

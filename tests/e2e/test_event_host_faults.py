@@ -16,14 +16,14 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import postgres
+from harness.event_table import stored_calls
+from harness.faultproxy import fault_proxy
+from harness.load import Load
+from harness.servers import ServerProcess, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from oriserver.config.database import DatabaseUrl
-from tests.support import postgres
-from tests.support.event_table import stored_calls
-from tests.support.faultproxy import fault_proxy
-from tests.support.load import Load
-from tests.support.servers import ServerProcess, start_server_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -40,17 +40,7 @@ def server_for(tmp_path: Path, url: str, durability: str, **extra: str) -> Serve
         "ORI_LOG_RPCS": "false",
         **extra,
     }
-    return start_server_process(tmp_path, env)
-
-
-def event_host(server: ServerProcess, timeout: float = 20) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in psutil.Process(server.process.pid).children():
-            if "oriserver.eventhost.main" in " ".join(child.cmdline()):
-                return child
-        time.sleep(0.05)
-    raise AssertionError("the server has no event host process")
+    return start_server(tmp_path, env)
 
 
 def health(target: str, service: str) -> int:
@@ -82,21 +72,21 @@ def test_a_killed_event_host_is_restarted_and_nothing_is_lost_or_doubled(
     load.wait_for(200)
     killed = set()
     for _ in range(5):
-        host = event_host(server)
+        host = server.event_host()
         killed.add(host.pid)
         host.kill()
-        load.wait_for_ok_since(len(load.outcomes), 50)
-    assert event_host(server).pid not in killed
+        load.wait_for_ok_since(load.count(), 50)
+    assert server.event_host().pid not in killed
     server.signal(signal.SIGTERM)
     assert server.wait(60) == 0, server.logs()
     load.stop()
     stored = stored_calls(clean_postgres)
-    assert load.answered() <= stored.answered  # every answered call is stored...
+    assert load.acknowledged() <= stored.answered  # every answered call is stored...
     assert stored.duplicated() == set()  # ...once, even the batches sent again
     assert stored.unpaired() == set()
     assert len(server.records("event host process restarted")) == 5
     if durability == "async":
-        assert stored.answered == load.answered()  # nothing in flight was lost
+        assert stored.answered == load.acknowledged()  # nothing in flight was lost
 
 
 def test_a_stopped_event_host_fails_sync_calls_in_time_and_is_replaced(
@@ -104,7 +94,7 @@ def test_a_stopped_event_host_fails_sync_calls_in_time_and_is_replaced(
 ) -> None:
     server = server_for(tmp_path, clean_postgres.url, "sync")
     assert timed_call(server.target, 1)[0] == "OK"
-    host = event_host(server)
+    host = server.event_host()
     os.kill(host.pid, signal.SIGSTOP)
     code, took = timed_call(server.target, 2)
     assert code == "UNAVAILABLE"

@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.servers import free_port, server_env, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value, wait_for_value
-from tests.support.servers import free_port, server_env, start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def make_calls(target: str, ok: int, failing: int, connections: int = 1) -> None
 
 def test_counters_count_every_call_and_event(tmp_path: Path) -> None:
     metrics_port = free_port()
-    server = start_server_process(tmp_path, {"ORI_METRICS_PORT": str(metrics_port)})
+    server = start_server(tmp_path, {"ORI_METRICS_PORT": str(metrics_port)})
     try:
         make_calls(server.target, ok=37, failing=5)
         rpc = {"service": "MathHelper"}
@@ -79,7 +79,7 @@ def test_counters_count_every_call_and_event(tmp_path: Path) -> None:
 
 
 def test_metrics_port_zero_serves_no_metrics(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_METRICS_PORT": "0"})
+    server = start_server(tmp_path, {"ORI_METRICS_PORT": "0"})
     try:
         assert '"metrics_port":null' in server.logs()
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, server_env
+from harness.servers import free_port, server_env
 
 # What pygrpc-native cannot do (docs/serving.md): TLS, mTLS names, connection age and idle
 # limits, handshake timeouts and ping policing.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port
+from harness.servers import free_port
 
 pytestmark = pytest.mark.slow
 

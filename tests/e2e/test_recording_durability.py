@@ -10,12 +10,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import postgres
+from harness.event_table import stored_calls
+from harness.faultproxy import fault_proxy
+from harness.load import Load
+from harness.servers import start_server
 from oriserver.config.database import DatabaseUrl
-from tests.support import postgres
-from tests.support.event_table import stored_calls
-from tests.support.faultproxy import fault_proxy
-from tests.support.load import Load
-from tests.support.servers import start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def server_for(tmp_path: Path, database: DatabaseUrl, durability: str, **extra: 
         "ORI_LOG_RPCS": "false",
         **extra,
     }
-    return start_server_process(tmp_path, env)
+    return start_server(tmp_path, env)
 
 
 @pytest.mark.parametrize("durability", ["async", "sync"])
@@ -48,7 +48,7 @@ def test_sigterm_under_load_loses_nothing(
     assert server.wait(60) == 0, server.logs()
     load.stop()
     stored = stored_calls(database)
-    assert stored.answered == load.answered()  # every answered call has its outcome stored...
+    assert stored.answered == load.acknowledged()  # every answered call has its outcome stored...
     assert stored.unpaired() == set()  # ...and its request; no call is half-recorded
     assert stored.duplicated() == set()
     assert stored.event_ids_unique
@@ -64,7 +64,7 @@ def test_sigkill_in_sync_mode_keeps_every_acknowledged_call(
     server.wait(30)
     load.stop()
     stored = stored_calls(database)
-    acknowledged = load.answered()
+    acknowledged = load.acknowledged()
     assert len(acknowledged) >= 300
     assert acknowledged <= stored.answered  # stored may also hold calls whose reply was lost
     assert stored.unpaired() == set()
@@ -88,7 +88,7 @@ def test_sigkill_in_async_mode_loses_at_most_the_unflushed_tail(
     server.wait(30)
     load.stop()
     stored = stored_calls(database)
-    acknowledged = load.answered()
+    acknowledged = load.acknowledged()
     assert stored.answered <= acknowledged
     assert len(acknowledged - stored.answered) < len(acknowledged) / 2  # only a recent tail
     assert stored.unpaired() == set()  # a calculation's two events are written together
@@ -115,9 +115,9 @@ def test_a_database_outage_mid_run_and_its_recovery(
         load = Load(server.target, clients=4).start()
         load.wait_for(150)
         proxy.cut()
-        outage_start = len(load.outcomes)
+        outage_start = load.count()
         time.sleep(3)
-        during = len(load.outcomes) - outage_start
+        during = load.count() - outage_start
         codes_during = load.codes()
         assert _events_health(server.target) == health_pb2.HealthCheckResponse.NOT_SERVING
         proxy.heal()
@@ -125,7 +125,7 @@ def test_a_database_outage_mid_run_and_its_recovery(
         while _events_health(server.target) != health_pb2.HealthCheckResponse.SERVING:
             assert time.monotonic() < deadline, "the events service never recovered"
             time.sleep(0.1)
-        recovered_at = len(load.outcomes)
+        recovered_at = load.count()
         load.wait_for_ok_since(recovered_at, 100)  # served again after recovery
         server.signal(signal.SIGTERM)
         assert server.wait(60) == 0, server.logs()
@@ -133,10 +133,10 @@ def test_a_database_outage_mid_run_and_its_recovery(
     stored = stored_calls(clean_postgres)
     if durability == "async":
         assert during > 50  # the server kept answering while the database was away
-        assert stored.answered == load.answered()  # and wrote it all afterwards
+        assert stored.answered == load.acknowledged()  # and wrote it all afterwards
     else:
         assert codes_during["UNAVAILABLE"] > 0  # refused rather than answered unrecorded
-        assert load.answered() <= stored.answered
+        assert load.acknowledged() <= stored.answered
     assert stored.unpaired() == set()
     assert stored.duplicated() == set()
     assert stored.event_ids_unique

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.servers import server_env
 from oriserver._generated import mathhelper_pb2 as mh
 from oriserver._generated import mathhelper_pb2_grpc as mh_grpc
 from oriserver._generated.ori.events.v1 import events_pb2 as pb
@@ -22,7 +23,7 @@ from oriserver.config.database import DatabaseUrl
 from oriserver.store.factory import open_store
 from tests.support.cli import ori
 from tests.support.events import many
-from tests.support.servers import ServerThread, server_env
+from tests.support.servers import ServerThread
 
 TOMORROW = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 

@@ -14,10 +14,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.servers import server_env, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from tests.support.engines import both_engines
-from tests.support.servers import server_env, start_server_process
 
 engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
@@ -66,7 +66,7 @@ def test_an_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_port_in_use_is_a_clear_runtime_error(tmp_path: Path) -> None:
-    first = start_server_process(tmp_path, {})
+    first = start_server(tmp_path, {})
     try:
         result = _run_server({"ORI_PORT": str(first.port)}, tmp_path)
     finally:
@@ -77,7 +77,7 @@ def test_a_port_in_use_is_a_clear_runtime_error(tmp_path: Path) -> None:
 
 
 def test_every_rpc_writes_one_json_log_line(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {})
+    server = start_server(tmp_path, {})
     with grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.MathHelperStub(channel)
         stub.Summation(pb.SummationInput(first=1, last=2), timeout=5)
@@ -98,7 +98,7 @@ def test_every_rpc_writes_one_json_log_line(tmp_path: Path) -> None:
 
 
 def test_text_log_format_is_human_readable(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_LOG_FORMAT": "text"})
+    server = start_server(tmp_path, {"ORI_LOG_FORMAT": "text"})
     with grpc.insecure_channel(server.target) as channel:
         pb_grpc.MathHelperStub(channel).Factorial(pb.FactorialInput(base=3), timeout=5)
     server.signal(signal.SIGINT)
@@ -110,7 +110,7 @@ def test_text_log_format_is_human_readable(tmp_path: Path) -> None:
 
 
 def test_log_level_warning_silences_the_per_rpc_lines(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_LOG_LEVEL": "warning"})
+    server = start_server(tmp_path, {"ORI_LOG_LEVEL": "warning"})
     with grpc.insecure_channel(server.target) as channel:
         pb_grpc.MathHelperStub(channel).Factorial(pb.FactorialInput(base=3), timeout=5)
     server.signal(signal.SIGTERM)
@@ -119,7 +119,7 @@ def test_log_level_warning_silences_the_per_rpc_lines(tmp_path: Path) -> None:
 
 
 def test_sigterm_turns_health_not_serving_then_exits_zero(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_SHUTDOWN_GRACE_SECONDS": "2"})
+    server = start_server(tmp_path, {"ORI_SHUTDOWN_GRACE_SECONDS": "2"})
     seen: list[int] = []
     with grpc.insecure_channel(server.target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -139,7 +139,7 @@ def test_sigterm_turns_health_not_serving_then_exits_zero(tmp_path: Path) -> Non
 def test_sigterm_while_starting_up_is_a_graceful_stop(tmp_path: Path) -> None:
     """A pod can be stopped while its server is still starting (e.g. a restarted worker):
     the signal is kept until the server is up, then honoured like any other (exit 0)."""
-    server = start_server_process(tmp_path, {}, wait=False)
+    server = start_server(tmp_path, {}, wait=False)
     # "event store ready" is logged before the event host is started and the port served.
     _wait_for(lambda: "event store ready" in server.logs())
     server.signal(signal.SIGTERM)
@@ -149,7 +149,7 @@ def test_sigterm_while_starting_up_is_a_graceful_stop(tmp_path: Path) -> None:
 
 
 def test_calls_in_flight_at_sigterm_are_answered(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_SHUTDOWN_GRACE_SECONDS": "5"})
+    server = start_server(tmp_path, {"ORI_SHUTDOWN_GRACE_SECONDS": "5"})
     outcomes: list[str] = []
     lock = threading.Lock()
 
@@ -189,7 +189,7 @@ def test_calls_in_flight_at_sigterm_are_answered(tmp_path: Path) -> None:
 def test_reflection_can_be_switched_off(tmp_path: Path) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    server = start_server_process(tmp_path, {"ORI_REFLECTION": "false"})
+    server = start_server(tmp_path, {"ORI_REFLECTION": "false"})
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)

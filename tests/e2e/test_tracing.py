@@ -15,9 +15,9 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from harness.servers import ServerProcess, server_env, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
-from tests.support.servers import ServerProcess, server_env, start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_each_rpc_gets_a_span_whose_trace_id_is_in_the_log_and_the_events(
     tmp_path: Path, collector
 ) -> None:
     receiver, port = collector
-    server = start_server_process(tmp_path, {
+    server = start_server(tmp_path, {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_SERVICE_NAME": "oriserver-test", "OTEL_BSP_SCHEDULE_DELAY": "200",
     })  # fmt: skip
@@ -115,7 +115,7 @@ def test_each_rpc_gets_a_span_whose_trace_id_is_in_the_log_and_the_events(
 
 
 def _traced_server(tmp_path: Path, port: int, extra: dict[str, str]) -> ServerProcess:
-    return start_server_process(tmp_path, {
+    return start_server(tmp_path, {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "", "OTEL_RESOURCE_ATTRIBUTES": "",
         **extra,

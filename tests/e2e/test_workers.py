@@ -14,12 +14,12 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.event_table import stored_calls
+from harness.load import Load
+from harness.servers import free_port, start_server
 from oriserver.config.database import DatabaseUrl
 from tests.e2e.test_metrics import make_calls
-from tests.support.event_table import stored_calls
-from tests.support.load import Load
 from tests.support.metrics import scrape, value, wait_for_value
-from tests.support.servers import free_port, start_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_workers_share_the_load_and_lose_nothing_on_sigterm(
     tmp_path: Path, sqlite_database: DatabaseUrl
 ) -> None:
     metrics_port = free_port()
-    server = start_server_process(tmp_path, {
+    server = start_server(tmp_path, {
         "ORI_WORKERS": "3", "ORI_METRICS_PORT": str(metrics_port),
         "ORI_DATABASE_URL": sqlite_database.url, "ORI_LOG_RPCS": "false",
     })  # fmt: skip
@@ -83,8 +83,10 @@ def test_workers_share_the_load_and_lose_nothing_on_sigterm(
     assert server.wait(60) == 0, server.logs()
     load.stop()
     stored = stored_calls(sqlite_database)
-    assert load.answered() <= stored.answered
-    assert len(stored.answered) == len(load.answered()) + 60 - len(set(range(60)) & load.answered())
+    assert load.acknowledged() <= stored.answered
+    assert len(stored.answered) == len(load.acknowledged()) + 60 - len(
+        set(range(60)) & load.acknowledged()
+    )
     assert stored.unpaired() == set()
     import sqlite3
 
@@ -99,7 +101,7 @@ def test_workers_share_the_load_and_lose_nothing_on_sigterm(
 
 def test_a_crashed_worker_is_restarted_and_counted(tmp_path: Path) -> None:
     metrics_port = free_port()
-    server = start_server_process(
+    server = start_server(
         tmp_path,
         {"ORI_WORKERS": "2", "ORI_METRICS_PORT": str(metrics_port), "ORI_INSTANCE_ID": "pod"},
     )
@@ -124,7 +126,7 @@ def test_a_crashed_worker_is_restarted_and_counted(tmp_path: Path) -> None:
 
 
 def test_workers_that_keep_crashing_make_the_supervisor_give_up(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_WORKERS": "2"})
+    server = start_server(tmp_path, {"ORI_WORKERS": "2"})
     deadline = time.monotonic() + 60
     while server.process.poll() is None and time.monotonic() < deadline:
         for worker in workers_of(server.process.pid):
@@ -137,9 +139,7 @@ def test_workers_that_keep_crashing_make_the_supervisor_give_up(tmp_path: Path) 
 
 def test_metrics_are_summed_across_workers(tmp_path: Path) -> None:
     metrics_port = free_port()
-    server = start_server_process(
-        tmp_path, {"ORI_WORKERS": "2", "ORI_METRICS_PORT": str(metrics_port)}
-    )
+    server = start_server(tmp_path, {"ORI_WORKERS": "2", "ORI_METRICS_PORT": str(metrics_port)})
     try:
         make_calls(server.target, ok=40, failing=4, connections=8)
         handled = wait_for_value(

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness import postgres
+from harness.faultproxy import fault_proxy
 from oriserver.config.database import DatabaseUrl
 from oriserver.errors import RecordingUnavailable, StoreUnavailable
 from oriserver.eventhost.client import InlineHost
@@ -16,9 +18,7 @@ from oriserver.recording.shipper import SYNC_MARGIN_S, CallShipper
 from oriserver.service.ports import CallSink, EventStore
 from oriserver.store.factory import open_store
 from oriserver.store.memory import InMemoryEventStore
-from tests.support import postgres
 from tests.support.calls import inline_sink, records, summation_record
-from tests.support.faultproxy import fault_proxy
 
 SinkFactory = Callable[[EventStore], InlineHost]
 

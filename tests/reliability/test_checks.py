@@ -11,10 +11,10 @@ from collections import Counter
 
 import pytest
 
-from bench.reliability.cli import _options, _parser
-from bench.reliability.probes import require_loopback
-from bench.reliability.verdict import Result, check_events
-from tests.support.event_table import StoredCalls
+from harness.event_table import StoredCalls
+from harness.reliability.cli import _options, _parser
+from harness.reliability.probes import require_loopback
+from harness.reliability.verdict import Result, check_events
 
 
 def stored(requested: list[int], outcomes: list[int], *, ids_unique: bool = True) -> StoredCalls:

@@ -11,12 +11,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.servers import ServerProcess
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 from oriserver.config import Settings, load_settings
 from tests.security.pki import Pki, make_pki
 from tests.support.cli import ori
-from tests.support.servers import ServerProcess, ServerThread, running_server
+from tests.support.servers import ServerThread, running_server
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from harness.servers import ServerProcess, free_port, server_env, start_server
 from oriserver._generated import mathhelper_pb2 as mh
 from oriserver._generated import mathhelper_pb2_grpc as mh_grpc
 from oriserver._generated.ori.events.v1 import events_pb2 as pb
@@ -27,7 +28,6 @@ from oriserver.service.access import token_id
 from tests.security.conftest import run_ori
 from tests.security.pki import Pki
 from tests.support.metrics import wait_for_value
-from tests.support.servers import ServerProcess, free_port, server_env, start_server_process
 
 ENGINES = pytest.mark.parametrize("engine", ["grpcio", "native"])
 TOKEN = "reader-token-0123456789abcdef"  # noqa: S105 - a test token
@@ -54,7 +54,7 @@ def start(tmp_path: Path) -> Start:
     servers: list[ServerProcess] = []
 
     def run(engine: str, *, wait: bool = True, **env: str) -> ServerProcess:
-        server = start_server_process(
+        server = start_server(
             tmp_path,
             {
                 "ORI_DATABASE_URL": f"sqlite:///{tmp_path / f'events-{len(servers)}.db'}",

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.servers import ServerProcess, start_server
 from tests.security.conftest import assert_healthy, settled_rpc_count, wait_for_rpc_lines
 from tests.security.rawh2 import (
     DATA,
@@ -29,7 +30,7 @@ from tests.security.rawh2 import (
     grpc_request_headers,
     grpc_status,
 )
-from tests.support.servers import ServerProcess, ServerThread, start_server_process
+from tests.support.servers import ServerThread
 
 WATCH = "/grpc.health.v1.Health/Watch"
 SUMMATION = "/MathHelper/Summation"
@@ -37,7 +38,7 @@ SUMMATION = "/MathHelper/Summation"
 
 @pytest.fixture(scope="module")
 def logged_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server_process(tmp_path_factory.mktemp("hostile-clients"), {})
+    server = start_server(tmp_path_factory.mktemp("hostile-clients"), {})
     yield server
     server.kill()
 
@@ -281,7 +282,7 @@ os._exit(0)  # grpc's request-iterator threads of the abandoned calls must not d
 def test_clients_abandoning_a_bidirectional_stream_do_not_crash_the_server(
     tmp_path: Path,
 ) -> None:
-    server = start_server_process(tmp_path, {})
+    server = start_server(tmp_path, {})
     try:
         client = subprocess.run(
             [sys.executable, "-c", ABANDONING_CLIENT, server.target],

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from harness.servers import ServerProcess, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from tests.security.conftest import assert_healthy, settled_rpc_count, wait_for_rpc_lines
 from tests.security.corpus import SEEDS
@@ -31,7 +32,6 @@ from tests.security.oracle import (
 )
 from tests.security.payloads import payloads
 from tests.support.engines import both_engines_per_module
-from tests.support.servers import ServerProcess, start_server_process
 
 engine = both_engines_per_module  # every test here runs on grpcio and on pygrpc-native
 
@@ -44,7 +44,7 @@ def hostile_server(
     tmp_path_factory: pytest.TempPathFactory, engine: str
 ) -> Iterator[ServerProcess]:
     """One real server process per engine; its stdout holds the per-RPC log lines."""
-    server = start_server_process(tmp_path_factory.mktemp("hostile"), {"ORI_SERVER_ENGINE": engine})
+    server = start_server(tmp_path_factory.mktemp("hostile"), {"ORI_SERVER_ENGINE": engine})
     yield server
     server.kill()
 

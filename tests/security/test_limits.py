@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from harness.servers import start_server
 from oriserver.config.transport import LimitSettings
 from tests.security.conftest import assert_healthy, wait_for_rpc_lines
 from tests.security.rawh2 import (
@@ -25,7 +26,7 @@ from tests.security.rawh2 import (
     RawConnection,
 )
 from tests.support.engines import both_engines, grpcio_only
-from tests.support.servers import ServerThread, start_server_process
+from tests.support.servers import ServerThread
 
 engine = both_engines  # every test here runs on grpcio and on pygrpc-native
 
@@ -73,7 +74,7 @@ def test_the_receive_limit_follows_its_variable(server_with: StartServer) -> Non
 
 
 def test_a_response_over_the_send_limit_gets_resource_exhausted(tmp_path: Path) -> None:
-    server = start_server_process(tmp_path, {"ORI_MAX_SEND_MESSAGE_BYTES": "1024"})
+    server = start_server(tmp_path, {"ORI_MAX_SEND_MESSAGE_BYTES": "1024"})
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -248,7 +249,7 @@ def test_a_connection_that_never_completes_the_handshake_is_closed(
 
 @grpcio_only("the native engine refuses ORI_MAX_CONNECTION_AGE_SECONDS")
 def test_max_connection_age_makes_clients_reconnect(tmp_path: Path) -> None:
-    server = start_server_process(
+    server = start_server(
         tmp_path,
         {"ORI_MAX_CONNECTION_AGE_SECONDS": "1", "ORI_MAX_CONNECTION_AGE_GRACE_SECONDS": "1"},
     )

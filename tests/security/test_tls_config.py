@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import free_port, server_env
 from tests.security.conftest import run_ori
 from tests.security.pki import Pki
-from tests.support.servers import free_port, server_env
 
 # Each case: (variables given, the variable the message must name, words it must contain).
 Case = Callable[[Pki, Path], tuple[dict[str, str], str, str]]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from tests.support.servers import server_env
+from harness.servers import server_env
 
 ORI = "from oriserver.cli.client_main import main; raise SystemExit(main())"
 

@@ -2,9 +2,8 @@
 
 Modules whose features exist on both engines opt in with ``engine = both_engines``: every test
 there then runs once on grpcio and once on pygrpc-native. Everything else runs on the default
-engine. The engine reaches in-process servers through the ``settings`` fixture and subprocess
-servers through ``ENGINE_VARIABLE`` (``server_env`` strips every ``ORI_*`` the developer set,
-so the choice travels under a name of its own).
+engine. The engine reaches in-process servers through the ``settings`` fixture, and the subprocess
+servers that ``harness.servers`` starts through its base environment (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 ENGINES = ("grpcio", "native")
-ENGINE_VARIABLE = "ORISERVER_TEST_ENGINE"
 
 
 @pytest.fixture(params=ENGINES, name="engine")

@@ -2,7 +2,7 @@
 streaming standbys cloned from it with pg_basebackup, that a test can stop, start
 and promote, as an operator (or CloudNativePG) does in a failover.
 
-pgserver (tests/support/postgres.py) runs one server and cannot make a standby, so
+pgserver (harness/postgres.py) runs one server and cannot make a standby, so
 this drives initdb, pg_ctl and pg_basebackup directly. PostgreSQL refuses to run as
 root; under root the commands run as the `postgres` user (runuser), with the data
 in a directory of its own under the system's temporary directory.

@@ -1,4 +1,4 @@
-"""``python -m bench.reliability`` (what ``scripts/reliability`` runs): scenarios in, one Markdown
+"""``python -m harness.reliability`` (what ``scripts/reliability`` runs): scenarios in, one Markdown
 table out; exit 1 if any scenario failed a check."""
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
-from bench.postgres import Postgres
-from bench.reliability.probes import require_loopback
-from bench.reliability.report import details, header, load_average, progress, table
-from bench.reliability.scenarios import FULL, QUICK, SCENARIOS, Context, Options, run
-from bench.reliability.verdict import Result
+from harness.postgres import Postgres
+from harness.reliability.probes import require_loopback
+from harness.reliability.report import details, header, load_average, progress, table
+from harness.reliability.scenarios import FULL, QUICK, SCENARIOS, Context, Options, run
+from harness.reliability.verdict import Result
 from oriserver.config.database import DatabaseUrl
 from oriserver.store import migrate
 
@@ -39,6 +40,11 @@ KNOBS = {
     "burst-concurrency": ("burst_concurrency", int, "burst connections open at once"),
     "tail-window": ("tail_window_s", float, "async SIGKILL: seconds of calls that may be lost"),
     "db-timeout": ("db_timeout_s", float, "ORI_DB_TIMEOUT_SECONDS for the database faults"),
+    "host-kills": ("host_kills", int, "host killed: SIGKILLs of the event host"),
+    "readers": ("readers", int, "readers: SubscribeEvents streams from position 0"),
+    "reader-events": ("reader_events", int, "readers: events in the log before they start"),
+    "readers-time": ("readers_s", float, "readers: seconds measured without, then with readers"),
+    "readers-rate": ("readers_rate", float, "readers: calls per second offered meanwhile"),
 }
 
 
@@ -71,6 +77,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _usage(message: str) -> NoReturn:
+    print(f"reliability: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _options(args: argparse.Namespace) -> Options:
     options = QUICK if args.quick else FULL
     changes = {
@@ -79,10 +90,12 @@ def _options(args: argparse.Namespace) -> Options:
         if getattr(args, flag.replace("-", "_")) is not None
     }
     options = dataclasses.replace(options, **changes)
-    if min(options.soak_s, options.fault_s, options.clients, options.burst) <= 0:
-        raise SystemExit("soak, fault, clients and burst must be positive")
+    positive = (options.soak_s, options.fault_s, options.clients, options.burst, options.host_kills,
+                options.readers, options.reader_events, options.readers_s, options.readers_rate)  # fmt: skip
+    if min(positive) <= 0:
+        _usage("soak, fault, clients, burst, host kills and the readers' knobs must be positive")
     if min(options.warmup_s, options.before_s, options.after_s, options.rate) < 0:
-        raise SystemExit("durations and rate must not be negative")
+        _usage("durations and rate must not be negative")
     return options
 
 
@@ -101,7 +114,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = os.environ.get("BENCH_PROG", "python -m bench.reliability")
+    prog = os.environ.get("BENCH_PROG", "python -m harness.reliability")
     args = _parser(prog).parse_args(argv)
     options = _options(args)
     signal.signal(signal.SIGTERM, _terminate)

@@ -1,6 +1,6 @@
 """The plainest pygrpc-native server: grpcio's example servicer behind pygrpc-native's Rust front.
 
-The same servicer as bench/reference_server.py; only the object that owns the port differs, so
+The same servicer as harness/reference/threads.py; only the object that owns the port differs, so
 the two together show what the engine alone costs.
 """
 
@@ -11,7 +11,7 @@ from concurrent import futures
 
 import pygrpc_native
 
-from bench.reference_server import MathHelper
+from harness.reference.threads import MathHelper
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 
 

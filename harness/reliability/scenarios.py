@@ -1,7 +1,7 @@
 """The scenarios: each starts real servers on loopback, applies one fault under load, measures,
 and returns a Result whose checks decide pass or fail.
 
-The script (``python -m bench.reliability``) and the test suite (``tests/reliability``) call
+The script (``python -m harness.reliability``) and the test suite (``tests/reliability``) call
 these same functions; only the Options (durations, rate, burst size) differ.
 
 Every load goes to 127.0.0.1, every phase is bounded by an Option or a timeout, and every
@@ -13,13 +13,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from bench.reliability.database_faults import db_cut_async, db_cut_sync, db_latency
-from bench.reliability.kit import FULL, QUICK, Context, Options
-from bench.reliability.process_faults import sigkill_worker, sigkill_worker_sync, sigterm
-from bench.reliability.soak import connection_burst, steady
-from bench.reliability.verdict import Result
+from harness.reliability.database_faults import db_cut_async, db_cut_sync, db_latency
+from harness.reliability.host_faults import (
+    db_stalled,
+    host_killed_async,
+    host_killed_sync,
+    host_stopped,
+)
+from harness.reliability.kit import FULL, QUICK, Context, Options
+from harness.reliability.process_faults import sigkill_worker, sigkill_worker_sync, sigterm
+from harness.reliability.readers import readers, readers_native
+from harness.reliability.soak import connection_burst, steady
+from harness.reliability.verdict import Result
 
-__all__ = ["FULL", "QUICK", "SCENARIOS", "Context", "Options", "run"]
+__all__ = ["EVENTLESS", "FULL", "QUICK", "SCENARIOS", "Context", "Options", "run"]
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -35,7 +42,15 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "sigkill-worker": (sigkill_worker, "SIGKILL of one of 2 workers under load (async)"),
     "sigkill-worker-sync": (sigkill_worker_sync, "the same in sync mode: nothing may be lost"),
     "connection-burst": (connection_burst, "1,000 new connections, one call each"),
+    "host-killed-async": (host_killed_async, "SIGKILL of the event host under load (async)"),
+    "host-killed-sync": (host_killed_sync, "the same in sync mode: nothing acknowledged lost"),
+    "host-stopped": (host_stopped, "SIGSTOP of the event host (sync): UNAVAILABLE in time"),
+    "db-stalled": (db_stalled, "PostgreSQL holds connections, answers nothing (sync)"),
+    "readers": (readers, "100 subscribers catch up on 100,000 events; callers' p99 (grpcio)"),
+    "readers-native": (readers_native, "the same on the native engine"),
 }
+# Scenarios whose load is not recorded calls with checked events.
+EVENTLESS = frozenset({"readers", "readers-native"})
 
 
 def run(name: str, ctx: Context) -> Result:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import grpc
 
-from bench.reliability.verdict import Result
+from harness.reliability.verdict import Result
 
 RECOVERY_NOTE = (
     "Recovery is measured from the end of the fault (the proxy healed, the old process exited, "

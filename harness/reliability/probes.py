@@ -1,24 +1,16 @@
-"""What the scenarios start and watch: oriserver processes, health, memory and descriptors, the
-events table.
+"""What the scenarios watch: health, memory and descriptors, the event host, the events table.
 
-Servers run as ``python -m oriserver`` in a process group of their own, tied to this process by
-``PR_SET_PDEATHSIG`` (``bench/procs.py``), so a worker forked by ``ORI_WORKERS`` is stopped with
-its supervisor and nothing outlives the run, even if the run itself is killed.
+Servers come from the one launcher, ``harness/servers.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import grpc
@@ -26,92 +18,11 @@ import psutil
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.procs import spawn, stop_group
-from bench.reliability.load import channel
-from tests.support.servers import free_port, server_env, wait_serving
+from harness.load import channel
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 EVENTS_SERVICE = "ori.events.v1.EventsService"
-
-
-@dataclass
-class Server:
-    """An oriserver process group; stdout and stderr (the JSON logs) go to ``log_path``."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> int | None:
-        """SIGTERM the whole group, SIGKILL what is left after 60 s; the exit code if it exited."""
-        return stop_group(self.process, grace_s=60)
-
-    def log_records(self) -> list[dict[str, object]]:
-        records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    records.append(json.loads(line))
-        return records
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def messages(self, text: str) -> list[dict[str, object]]:
-        return [r for r in self.log_records() if r.get("message") == text]
-
-    def workers(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.Error):
-            return [p for p in psutil.Process(self.pid).children() if p.status() != "zombie"]
-        return []
-
-
-def start_server(workdir: Path, env: Mapping[str, str], port: int = 0) -> Server:
-    """Start ``python -m oriserver`` and wait until it answers SERVING (or fail with its log)."""
-    port = port or free_port()
-    full_env = server_env({"ORI_PORT": str(port), **env})
-    log_path = workdir / f"server-{port}-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as out:
-        process = spawn(
-            [sys.executable, "-m", "oriserver", "serve"],
-            env=full_env,
-            cwd=workdir,
-            stdout=out,
-            stderr=out,
-        )
-    server = Server(process, port, log_path)
-    try:
-        wait_serving(server.target, timeout=60)
-    except BaseException:
-        server.stop()
-        raise RuntimeError(
-            f"oriserver did not start; its log ends with:\n{server.log_tail()}"
-        ) from None
-    return server
-
-
-@contextlib.contextmanager
-def running_server(workdir: Path, env: Mapping[str, str]) -> Iterator[Server]:
-    server = start_server(workdir, env)
-    try:
-        yield server
-    finally:
-        server.stop()
+MATH_SERVICE = "MathHelper"
 
 
 def health_status(target: str, service: str = "", timeout: float = 1.0) -> str:
@@ -133,6 +44,8 @@ class HealthWatch:
 
     target: str
     interval_s: float = 0.05
+    services: tuple[str, ...] = ("", EVENTS_SERVICE)
+    timeout_s: float = 1.0  # per probe; a probe that takes longer is kept as DEADLINE_EXCEEDED
     seen: list[tuple[float, str, str]] = field(default_factory=list)  # (time, service, status)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -151,10 +64,10 @@ class HealthWatch:
         with channel(self.target) as chan:
             stub = health_pb2_grpc.HealthStub(chan)
             while not self._stop.is_set():
-                for service in ("", EVENTS_SERVICE):
+                for service in self.services:
                     try:
                         reply = stub.Check(
-                            health_pb2.HealthCheckRequest(service=service), timeout=1
+                            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s
                         )
                         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
                     except grpc.RpcError as error:
@@ -173,6 +86,13 @@ class HealthWatch:
                 if s == service and st == status and since <= t < until
             ),
             None,
+        )
+
+    def count(
+        self, service: str, status: str, since: float = 0.0, until: float = float("inf")
+    ) -> int:
+        return sum(
+            1 for t, s, st in list(self.seen) if (s, st) == (service, status) and since <= t < until
         )
 
     def statuses(self, service: str, since: float = 0.0, until: float = float("inf")) -> set[str]:

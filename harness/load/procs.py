@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from bench.load import LoadSpec
-from bench.procs import spawn, stop_group
-from bench.stats import LoadResult, merge
+from harness.load.spec import LoadSpec
+from harness.load.stats import LoadResult, merge
+from harness.procs import spawn, stop_group
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class LoadFailed(RuntimeError):
@@ -49,13 +49,13 @@ class LoadProcesses:
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> LoadProcesses:
-        command = [sys.executable, "-m", "bench.load", "--child", *self.spec.to_args()]
+        command = [sys.executable, "-m", "harness.load", "--child", *self.spec.to_args()]
         try:
             for _ in range(self.procs):
                 self._processes.append(
                     spawn(
                         command,
-                        cwd=ROOT,  # so that `-m bench.load` finds the bench package
+                        cwd=ROOT,  # so that `-m harness.load` finds the harness package
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,

@@ -3,6 +3,9 @@
 Placed between the server and PostgreSQL, it turns "the database went away"
 into something a test can switch on and off. It listens on loopback only and
 forwards to a TCP address or a Unix socket (pgserver listens on one).
+
+Written by hand: the proxies on PyPI (toxiproxy needs its own server binary) cannot hold a
+connection open while forwarding nothing, which is the stall the scenarios need.
 """
 
 from __future__ import annotations
@@ -10,9 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from harness.postgres import proxy_target
 
 Target = tuple[str, int] | str
+T = TypeVar("T")
 
 
 class FaultProxy:
@@ -29,13 +37,30 @@ class FaultProxy:
         self.port = 0
         self.connections = 0
 
+    @classmethod
+    def for_url(cls, database_url: str) -> FaultProxy:
+        """A proxy (not started: use it in a ``with``) in front of the PostgreSQL in the URL;
+        reach it with ``harness.postgres.proxied(database_url, proxy.port)``."""
+        return cls(proxy_target(database_url))
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def start(self) -> FaultProxy:
         self._thread.start()
         self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def _call(self, coroutine):  # type: ignore[no-untyped-def]
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     # -- the switches ------------------------------------------------------
@@ -65,11 +90,21 @@ class FaultProxy:
         self._delay_s = 0.0
 
     def close(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                self._call(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        """Stop listening, close every connection and end every pump, so none is left pending."""
         if self._server is not None:
             self._server.close()
-        self._loop.call_soon_threadsafe(self._close_all)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._close_all()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the plumbing ------------------------------------------------------
     def _close_all(self) -> None:
@@ -83,10 +118,11 @@ class FaultProxy:
             writer.close()
             return
         try:
-            if isinstance(self._target, str):
-                up_reader, up_writer = await asyncio.open_unix_connection(self._target)
+            target = self._target
+            if isinstance(target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(target)
             else:
-                up_reader, up_writer = await asyncio.open_connection(*self._target)
+                up_reader, up_writer = await asyncio.open_connection(*target)
         except OSError:
             writer.close()
             return

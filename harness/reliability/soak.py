@@ -7,7 +7,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.reliability.kit import (
+from harness.load import ANSWERED, call_once, channel
+from harness.reliability.kit import (
     MB,
     Context,
     codes_text,
@@ -20,13 +21,12 @@ from bench.reliability.kit import (
     server_env,
     wait_until,
 )
-from bench.reliability.load import ANSWERED, call_once, channel
-from bench.reliability.probes import (
+from harness.reliability.probes import (
     health_status,
     resources,
-    running_server,
 )
-from bench.reliability.verdict import Result, check_events
+from harness.reliability.verdict import Result, check_events
+from harness.servers import running_server
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
 
 # --- 1. steady load ----------------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from bench.reliability.kit import (
+from harness.faultproxy import fault_proxy
+from harness.postgres import proxied, proxy_target
+from harness.reliability.kit import (
     Context,
     codes_text,
     graceful_stop,
@@ -16,16 +18,14 @@ from bench.reliability.kit import (
     server_env,
     wait_first_ok,
 )
-from bench.reliability.probes import (
+from harness.reliability.probes import (
     EVENTS_SERVICE,
     HealthWatch,
-    running_server,
     stored_outcome_ids,
     wait_stored,
 )
-from bench.reliability.verdict import Result, check_events
-from tests.support.faultproxy import fault_proxy
-from tests.support.postgres import proxied, proxy_target
+from harness.reliability.verdict import Result, check_events
+from harness.servers import running_server
 
 # --- 2. the database cut ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections import Counter
 
-from bench.reliability.kit import (
+from harness.reliability.kit import (
     Context,
     codes_text,
     graceful_stop,
@@ -19,13 +19,12 @@ from bench.reliability.kit import (
     wait_first_ok,
     wait_until,
 )
-from bench.reliability.probes import (
+from harness.reliability.probes import (
     events_by_instance,
     kill,
-    running_server,
-    start_server,
 )
-from bench.reliability.verdict import Result, check_events
+from harness.reliability.verdict import Result, check_events
+from harness.servers import running_server, start_server
 
 # --- 4. SIGTERM under load ----------------------------------------------------------------
 
@@ -111,28 +110,29 @@ def _sigkill_worker(ctx: Context, name: str, durability: str) -> Result:
         ctx.database() as url,
         running_server(ctx.workdir, server_env(url, durability, **extra)) as server,
     ):
-        wait_until(lambda: len(server.messages("serving")) >= 2, o.recovery_timeout_s)
+        wait_until(lambda: len(server.records("serving")) >= 2, o.recovery_timeout_s)
         with paced_load(ctx, server) as load:
+            # Each worker starts its event host with its first call, slowly on a loaded machine:
+            # the kill comes once both are writing, so the tail window is about the kill alone.
+            wait_until(lambda: len(events_by_instance(url)) >= 2, o.recovery_timeout_s)
             time.sleep(o.before_s)
-            victim = min(server.workers(), key=lambda p: p.pid)
+            victim = min(server.children(), key=lambda p: p.pid)
             killed = time.monotonic()
             kill(victim.pid)
             ctx.say(f"SIGKILL sent to worker pid {victim.pid}")
             # A new worker logs "serving" once it listens and reports SERVING.
-            replaced = wait_until(
-                lambda: len(server.messages("serving")) >= 3, o.recovery_timeout_s
-            )
+            replaced = wait_until(lambda: len(server.records("serving")) >= 3, o.recovery_timeout_s)
             time.sleep(o.after_s)
             end = time.monotonic()
         result = new_result(name, load, load.started, end, o.rate)
         recovered(result, "the new worker SERVING", killed, replaced)
         exits = [
-            r for r in server.messages("worker exited unexpectedly") if r.get("pid") == victim.pid
+            r for r in server.records("worker exited unexpectedly") if r.get("pid") == victim.pid
         ]
         result.check(
             "the supervisor saw the crash and replaced the worker",
-            bool(exits) and len(server.workers()) == 2,
-            f"{len(server.workers())} workers after the restart",
+            bool(exits) and len(server.children()) == 2,
+            f"{len(server.children())} workers after the restart",
         )
         graceful_stop(result, server)
         # What async mode may lose: calls the killed worker acknowledged but had not flushed.

@@ -12,11 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.reliability.load import Load
-from bench.reliability.probes import Resources, Server
-from bench.reliability.verdict import Result
+from harness.event_table import StoredCalls, stored_calls
+from harness.load import Load
+from harness.reliability.probes import Resources
+from harness.reliability.verdict import Result
+from harness.servers import ServerProcess
 from oriserver.config.database import DatabaseUrl
-from tests.support.event_table import StoredCalls, stored_calls
 
 MB = 1024 * 1024
 
@@ -40,10 +41,23 @@ class Options:
     recovery_timeout_s: float = 60.0  # longest wait for any recovery
     rss_growth_max: float = 0.10  # steady: end RSS / start RSS - 1
     fd_growth_max: int = 4  # steady and burst: end FDs - start FDs
+    host_kills: int = 10  # host killed: SIGKILLs of the event host
+    between_kills_s: float = 1.0  # host killed: load between a restart and the next kill
+    # Stalls: a failed call may take ORI_DB_TIMEOUT_SECONDS plus the server's 0.5 s
+    # (recording/shipper.py SYNC_MARGIN_S) plus 0.3 s of scheduling on a busy machine.
+    stall_margin_s: float = 0.8
+    readers: int = 100  # readers: SubscribeEvents streams from position 0
+    reader_events: int = 100_000  # readers: events in the log before they start
+    readers_s: float = 20.0  # readers: seconds measured with the readers, and without
+    readers_rate: float = 200.0  # readers: calls per second offered in both phases
+    p99_target_ms: float = 25.0  # readers: normal calls' p99 while the readers catch up
 
 
 FULL = Options()
-QUICK = Options(soak_s=3.0, warmup_s=1.5, before_s=1.0, fault_s=3.0, after_s=0.5)
+QUICK = Options(
+    soak_s=3.0, warmup_s=1.5, before_s=1.0, fault_s=3.0, after_s=0.5,
+    host_kills=3, between_kills_s=0.3, readers_s=4.0,
+)  # fmt: skip
 
 
 @dataclass
@@ -67,7 +81,7 @@ def server_env(database_url: str, durability: str = "async", **extra: str) -> di
     }
 
 
-def paced_load(ctx: Context, server: Server) -> Load:
+def paced_load(ctx: Context, server: ServerProcess) -> Load:
     o = ctx.options
     return Load(server.target, clients=o.clients, rate=o.rate)
 
@@ -89,7 +103,9 @@ def read_stored(database_url: str) -> StoredCalls:
     return stored_calls(DatabaseUrl.parse(database_url))
 
 
-def graceful_stop(result: Result, server: Server, what: str = "SIGTERM after the load") -> float:
+def graceful_stop(
+    result: Result, server: ServerProcess, what: str = "SIGTERM after the load"
+) -> float:
     """SIGTERM, wait for exit; checks exit code 0 (which also says no buffered event was lost)."""
     started = time.monotonic()
     server.signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tests.support.event_table import StoredCalls
+from harness.event_table import StoredCalls
 
 
 @dataclass(frozen=True)

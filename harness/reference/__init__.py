@@ -1,0 +1,1 @@
+"""Plain MathHelper servers, each in its most plain form: what the benchmark compares oriserver with."""
