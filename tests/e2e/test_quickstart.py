@@ -126,7 +126,7 @@ def run_test(clone: Path, command: str, env: dict[str, str]) -> None:
         capture_output=True, text=True, timeout=ENVIRONMENT_TIMEOUT, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^\d+ tests collected", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\d+(/\d+)? tests collected", result.stdout, re.MULTILINE), result.stdout
 
 
 RUNNERS: dict[str, Callable[[Path, str, dict[str, str]], None]] = {

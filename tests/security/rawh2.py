@@ -166,7 +166,7 @@ class RawConnection:
         try:
             while True:
                 frames.append(self.wait_for(lambda _f: True, timeout - (time.monotonic() - start)))
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # a close, or a reset: closed either way
             return frames, time.monotonic() - start
 
 
