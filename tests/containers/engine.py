@@ -71,9 +71,8 @@ class Engine:
         return self.out(what, "inspect", "--format", template, name)
 
     def exists(self, what: str, name: str) -> bool:
-        command = ("image", "exists") if what == "image" else (what, "exists")
-        if not self.is_podman:
-            command = (what, "inspect")
+        # podman 4.3 has no `secret exists`; Docker has no `exists` at all.
+        command = (what, "exists") if self.is_podman and what != "secret" else (what, "inspect")
         return self.run(*command, name, check=False).returncode == 0
 
     def start_container(self, name: str, *args: str) -> str:
