@@ -47,6 +47,7 @@ class Engine:
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
 
     @property
     def is_podman(self) -> bool:
@@ -99,6 +100,7 @@ class Engine:
             ("network", ("network", "rm", "--force"), self.networks),
             ("volume", ("volume", "rm", "--force"), self.volumes),
             ("secret", ("secret", "rm"), self.secrets),
+            ("image", ("rmi", "--force"), self.images),
         ]
         for what, command, names in steps:
             for name in reversed(names):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.containers import images
-from tests.containers.engine import Engine
+from tests.containers.engine import Engine, EngineError
 from tests.security.pki import Authority
 from tests.support.cli import ori
 from tests.support.servers import free_port
@@ -85,11 +85,44 @@ def problems_running(engine: Engine, name: str, port: int, *tls: str) -> list[st
     return problems
 
 
+def problems_of(engine: Engine, image: str) -> list[str]:
+    try:
+        name, port = launch(engine, image)
+    except EngineError as error:
+        return [f"the container did not start: {error}"]
+    return problems_running(engine, name, port)
+
+
 def test_it_runs_as_uid_10001_on_a_read_only_root_serves_the_host_and_is_healthy(
     engine: Engine, production_image: str
 ) -> None:
-    name, port = launch(engine, production_image)
-    assert problems_running(engine, name, port) == []
+    assert problems_of(engine, production_image) == []
+
+
+# Each line of the Dockerfile changed as a plausible mistake would change it, and the start of
+# the problem the checks above must then report. Only the last layers are rebuilt (seconds).
+MUTATIONS = {
+    "missing COPY": ("COPY --from=builder /opt/venv /opt/venv\n", "", "the container did not start"),
+    # root without capabilities may not write to /data, owned by 10001: it exits at once.
+    "wrong USER": ("USER 10001:10001\n", "USER root\n", "the container exited"),
+    "bad ENTRYPOINT": ('ENTRYPOINT ["oriserver"]\n', 'ENTRYPOINT ["ori"]\n', "the container exited"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_a_broken_dockerfile_fails_these_checks(
+    engine: Engine, production_image: str, tmp_path: Path, mutation: str
+) -> None:
+    line, replacement, problem = MUTATIONS[mutation]
+    text = (images.ROOT / "Dockerfile").read_text()
+    assert text.count(line) == 1, f"the Dockerfile no longer has {line!r}"
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(text.replace(line, replacement))
+    tag = f"localhost/oriserver-test/mutant:{mutation.replace(' ', '-').lower()}-{os.getpid()}"
+    engine.images.append(tag)
+    images.project_image(engine, images.Builds(), tag, dockerfile)
+    problems = problems_of(engine, tag)
+    assert any(p.startswith(problem) for p in problems), problems
 
 
 def test_it_serves_and_is_healthy_over_tls_with_the_tls_variables_and_mounted_certificates(
