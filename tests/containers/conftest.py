@@ -1,23 +1,32 @@
 """Fixtures of the container tier: the engine, the substitute bases and the project's images.
 
-Without podman or Docker every test here is skipped with one reason (`pytest -rs` prints it
-once, with what to install); with one, the images are built or taken from the cache and the
-tier's wall time is printed at the end of the run.
+Without podman or Docker the tier's modules are not collected and test_engine.py's one test is
+skipped instead, so `pytest -rs` shows a single line saying what to install; with an engine the
+images are built or taken from the cache and the tier's wall time is printed at the end.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import functools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.containers import images
-from tests.containers.engine import INSTALL_HINT, Engine, find_engine
+from tests.containers.engine import Engine, find_engine, why_not_here
 
 TIMING = pytest.StashKey[dict[str, object]]()
+STAND_IN = "test_engine.py"
+reason_to_skip = functools.cache(why_not_here)
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """Without an engine, only the stand-in test is collected (and skipped with the reason)."""
+    if collection_path.name.startswith("test_") and collection_path.name != STAND_IN:
+        return True if reason_to_skip() else None
+    return None
 
 
 def _timing(config: pytest.Config) -> dict[str, object]:
@@ -36,14 +45,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    reason = reason_to_skip()
+    if reason:
+        pytest.skip(reason)
     found = find_engine()
-    if found is None:
-        pytest.skip(INSTALL_HINT)
-    if shutil.which("debootstrap") is None or os.geteuid() != 0:
-        pytest.skip(
-            "container tier skipped: the substitute base images need debootstrap, run as root "
-            "(apt-get install debootstrap)"
-        )
+    assert found is not None
     _timing(request.config)["started"] = time.monotonic()
     try:
         yield found

@@ -113,6 +113,18 @@ class Engine:
         return problems
 
 
+def why_not_here() -> str | None:
+    """The one line the tier is skipped with on this machine, or None when it can run."""
+    if find_engine() is None:
+        return INSTALL_HINT
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        return (
+            "container tier skipped: the substitute base images need debootstrap, run as root "
+            "(apt-get install debootstrap)"
+        )
+    return None
+
+
 def find_engine() -> Engine | None:
     """podman when installed (configured by containers.conf), else a Docker daemon that answers."""
     env = dict(os.environ)
