@@ -66,22 +66,23 @@ def builds(request: pytest.FixtureRequest) -> images.Builds:
 
 
 @pytest.fixture(scope="session")
-def python_base(engine: Engine, builds: images.Builds) -> str:
-    images.debian_rootfs(engine, builds)
+def debian(engine: Engine, builds: images.Builds) -> str:
+    return images.debian_rootfs(engine, builds)
+
+
+@pytest.fixture(scope="session")
+def python_base(engine: Engine, builds: images.Builds, debian: str) -> str:
     return images.python_base(engine, builds)
 
 
 @pytest.fixture(scope="session")
-def postgres_image(engine: Engine, builds: images.Builds) -> str:
-    images.debian_rootfs(engine, builds)
+def postgres_image(engine: Engine, builds: images.Builds, debian: str) -> str:
     return images.postgres_base(engine, builds)
 
 
 @pytest.fixture(scope="session")
 def production_image(engine: Engine, builds: images.Builds, python_base: str) -> str:
-    return images.project_image(
-        engine, builds, images.PRODUCTION_IMAGE, images.ROOT / "Dockerfile"
-    )
+    return images.project_image(engine, builds, images.PRODUCTION_IMAGE, images.ROOT / "Dockerfile")
 
 
 @pytest.fixture(scope="session")

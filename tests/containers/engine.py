@@ -160,7 +160,9 @@ def docker_api(engine: Engine) -> Iterator[dict[str, str]]:
         deadline = time.monotonic() + 30
         while not socket.exists():
             if service.poll() is not None or time.monotonic() > deadline:
-                raise EngineError(f"podman system service did not start: {service.args}")
+                log.flush()
+                said = (folder / "service.log").read_text()[-2000:]
+                raise EngineError(f"podman system service did not start: {said}")
             time.sleep(0.1)
         yield {**engine.env, "DOCKER_HOST": f"unix://{socket}"}
     finally:

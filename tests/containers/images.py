@@ -78,7 +78,7 @@ def apt_mirror() -> str:
 def host_ca_bundle() -> Path:
     """The CA bundle this machine's pip trusts (an intercepting proxy's CA among them)."""
     for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        value = os.environ.get(variable)  # noqa: TID251 - the host's settings, read to copy them
+        value = os.environ.get(variable)
         if value and Path(value).is_file():
             return Path(value)
     return Path("/etc/ssl/certs/ca-certificates.crt")
@@ -102,9 +102,10 @@ def host_pip_conf() -> str:
         if name in ("index-url", "extra-index-url", "trusted-host", "timeout", "default-timeout"):
             settings[name.replace("default-", "")] = value.strip().strip("'\"")
     lines = ["[global]"]
-    for name, value in sorted(settings.items()):
+    for name, raw in sorted(settings.items()):
+        value = raw
         if name.endswith("index-url"):
-            value = " ".join(url for url in value.split() if url.startswith(("http:", "https:")))
+            value = " ".join(url for url in raw.split() if url.startswith(("http:", "https:")))
         if value:
             lines.append(f"{name} = {value}")
     return "\n".join(lines) + "\n"

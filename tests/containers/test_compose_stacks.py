@@ -36,10 +36,12 @@ COMPOSE_LINE = re.compile(r"^(ORI_PORT=\S+ docker-compose .*?)\s*(?:#.*)?$", re.
 
 def readme_commands() -> dict[str, list[str]]:
     """The README's `ORI_PORT=50051 docker-compose ...` lines: up, dev up, down (argv after env)."""
-    found = {}
+    found: dict[str, list[str]] = {}
     for line in COMPOSE_LINE.findall(README.read_text()):
         argv = shlex.split(line)[1:]
-        key = "down" if argv[-1] == "down" else ("dev" if "docker-compose.dev.yml" in argv else "up")
+        key = (
+            "down" if argv[-1] == "down" else ("dev" if "docker-compose.dev.yml" in argv else "up")
+        )
         found.setdefault(key, argv)
     assert set(found) == {"up", "dev", "down"}, f"README compose commands: {found}"
     return found
@@ -229,7 +231,9 @@ def test_the_prod_stack_migrates_records_calls_in_postgresql_and_totals_match(
 
             # The events API answers loopback callers only, so `ori totals` runs inside the
             # container, as docs/deployment.md shows; the projection catches up asynchronously.
-            assert wait_for(lambda: totals()["checkpoint_position"] == totals()["head_position"], 30)
+            assert wait_for(
+                lambda: totals()["checkpoint_position"] == totals()["head_position"], 30
+            )
             rows = totals()["totals"]
             assert isinstance(rows, list)
             by_method = {row["method"]: row for row in rows}

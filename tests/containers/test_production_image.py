@@ -40,7 +40,9 @@ def wait_for(check: Callable[[], bool], seconds: float) -> bool:
     return check()
 
 
-def launch(engine: Engine, image: str, *extra: str, command: tuple[str, ...] = ()) -> tuple[str, int]:
+def launch(
+    engine: Engine, image: str, *extra: str, command: tuple[str, ...] = ()
+) -> tuple[str, int]:
     """Start the image as the manifests do; returns the container's name and host port."""
     name = unique("prod")
     volume = unique("data")
@@ -102,10 +104,18 @@ def test_it_runs_as_uid_10001_on_a_read_only_root_serves_the_host_and_is_healthy
 # Each line of the Dockerfile changed as a plausible mistake would change it, and the start of
 # the problem the checks above must then report. Only the last layers are rebuilt (seconds).
 MUTATIONS = {
-    "missing COPY": ("COPY --from=builder /opt/venv /opt/venv\n", "", "the container did not start"),
+    "missing COPY": (
+        "COPY --from=builder /opt/venv /opt/venv\n",
+        "",
+        "the container did not start",
+    ),
     # root without capabilities may not write to /data, owned by 10001: it exits at once.
     "wrong USER": ("USER 10001:10001\n", "USER root\n", "the container exited"),
-    "bad ENTRYPOINT": ('ENTRYPOINT ["oriserver"]\n', 'ENTRYPOINT ["ori"]\n', "the container exited"),
+    "bad ENTRYPOINT": (
+        'ENTRYPOINT ["oriserver"]\n',
+        'ENTRYPOINT ["ori"]\n',
+        "the container exited",
+    ),
 }
 
 
