@@ -17,7 +17,6 @@ import pytest
 from tests.containers import images
 from tests.containers.engine import Engine, find_engine, why_not_here
 
-TIMING = pytest.StashKey[dict[str, object]]()
 STAND_IN = "test_engine.py"
 reason_to_skip = functools.cache(why_not_here)
 
@@ -29,18 +28,16 @@ def pytest_ignore_collect(collection_path: Path) -> bool | None:
     return None
 
 
-def _timing(config: pytest.Config) -> dict[str, object]:
-    return config.stash.setdefault(TIMING, {})
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    timing = _timing(terminalreporter.config)
+    timing = images.timing_of(terminalreporter.config)
     if "started" not in timing:
         return
     seconds = time.monotonic() - float(str(timing["started"]))
     builds = timing.get("builds")
     detail = builds.summary() if isinstance(builds, images.Builds) else ""
     terminalreporter.write_line(f"container tier: {seconds:.0f} s ({detail})")
+    if "sizes" in timing:
+        terminalreporter.write_line(f"container image sizes: {timing['sizes']}")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +47,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
         pytest.skip(reason)
     found = find_engine()
     assert found is not None
-    _timing(request.config)["started"] = time.monotonic()
+    images.timing_of(request.config)["started"] = time.monotonic()
     try:
         yield found
     finally:
@@ -61,7 +58,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def builds(request: pytest.FixtureRequest) -> images.Builds:
     record = images.Builds()
-    _timing(request.config)["builds"] = record
+    images.timing_of(request.config)["builds"] = record
     return record
 
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,16 @@ INSTALL_HINT = (
 
 class EngineError(AssertionError):
     """An engine command failed; the message holds the command and its output."""
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``check`` every half second until it holds or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
 
 
 def explain(result: subprocess.CompletedProcess[str]) -> str:

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.containers.engine import Engine, EngineError, explain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +35,14 @@ POSTGRES_IMAGE = f"localhost/oriserver-test/postgres:{SUITE}"
 # The names docker-compose.yml and docker-compose.dev.yml give the images they run.
 PRODUCTION_IMAGE = "oriserver:local"
 DEVELOPMENT_IMAGE = "oriserver:dev"
+
+
+TIMING = pytest.StashKey[dict[str, object]]()
+
+
+def timing_of(config: pytest.Config) -> dict[str, object]:
+    """What the tier records for its summary line: start time, builds, image sizes."""
+    return config.stash.setdefault(TIMING, {})
 
 
 @dataclass(frozen=True)

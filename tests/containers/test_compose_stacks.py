@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.containers import images
-from tests.containers.engine import Engine, clean_env, docker_api, explain
-from tests.containers.test_production_image import wait_for
+from tests.containers.engine import Engine, clean_env, docker_api, explain, wait_for
 from tests.delivery.tools import find_tool
 from tests.support.cli import ori
 from tests.support.servers import free_port

@@ -40,8 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.containers.engine import Engine
-from tests.containers.test_production_image import wait_for
+from tests.containers.engine import Engine, wait_for
 from tests.delivery.tools import OVERLAY_DIR, by_kind, container, one, render_overlay
 from tests.support.cli import ori
 from tests.support.servers import free_port
@@ -171,7 +170,9 @@ def test_the_pod_serves_from_its_published_port_after_its_init_steps(
     assert wait_for(lambda: ori("--host", "127.0.0.1", "health", port=port).returncode == 0, 60)
     answer = ori("--host", "127.0.0.1", "summation", "2", "3", port=port)
     assert (answer.returncode, answer.stdout) == (0, "5\n"), answer.stderr
-    # The migration ran (the server does not auto-migrate) and the Secret reached the env.
+    # The dev overlay answers only once a call's events are written (durability sync) and the
+    # server does not migrate, so this answer means the migration ran before the server.
+    assert engine.out("exec", name, "printenv", "ORI_EVENTS_DURABILITY") == "sync"
     assert engine.out("exec", name, "printenv", "ORI_DB_AUTO_MIGRATE") == "false"
     password = secret_values(one(rendered, "Secret", "oriserver-db"))["password"]
     assert engine.out("exec", name, "printenv", "PGPASSWORD") == password

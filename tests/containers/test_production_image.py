@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.containers import images
-from tests.containers.engine import Engine, EngineError
+from tests.containers.engine import Engine, EngineError, wait_for
 from tests.security.pki import Authority
 from tests.support.cli import ori
 from tests.support.servers import free_port
@@ -29,15 +29,6 @@ _names = itertools.count()
 
 def unique(prefix: str) -> str:
     return f"oriserver-test-{prefix}-{os.getpid()}-{next(_names)}"
-
-
-def wait_for(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return check()
 
 
 def launch(
@@ -201,10 +192,19 @@ def test_db_upgrade_runs_as_a_one_off_container_on_the_data_volume(
     assert "already at revision" not in first.stdout + first.stderr
 
 
-def test_the_image_sizes_are_measured_and_printed(
-    engine: Engine, production_image: str, development_image: str
+def test_the_image_sizes_the_readme_gives_are_the_measured_ones(
+    engine: Engine, production_image: str, development_image: str, request: pytest.FixtureRequest
 ) -> None:
-    for image in (production_image, development_image, images.PYTHON_IMAGE):
-        size = images.image_size(engine, image)
-        print(f"{image}: {size / 1e6:.0f} MB on {images.PYTHON_IMAGE}")
-        assert size > 0
+    sizes = {
+        image: images.image_size(engine, image) / 1e6
+        for image in (production_image, development_image, images.PYTHON_IMAGE)
+    }
+    record = images.timing_of(request.config)
+    record["sizes"] = ", ".join(f"{image} {size:.0f} MB" for image, size in sizes.items())
+    readme = (images.ROOT / "README.md").read_text()
+    stated = re.search(
+        r"production image measures (\d+) MB and the development image (\d+) MB", readme
+    )
+    assert stated, "the README gives both image sizes"
+    for image, text in zip((production_image, development_image), stated.groups(), strict=True):
+        assert abs(int(text) - sizes[image]) <= 0.1 * sizes[image], (image, text, sizes[image])
