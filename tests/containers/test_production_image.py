@@ -203,7 +203,8 @@ def test_the_image_sizes_the_readme_gives_are_the_measured_ones(
     record["sizes"] = ", ".join(f"{image} {size:.0f} MB" for image, size in sizes.items())
     readme = (images.ROOT / "README.md").read_text()
     stated = re.search(
-        r"production image measures (\d+) MB and the development image (\d+) MB", readme
+        r"production\s+image\s+measures\s+(\d+)\s+MB\s+and\s+the\s+development\s+image\s+(\d+)\s+MB",
+        readme,
     )
     assert stated, "the README gives both image sizes"
     for image, text in zip((production_image, development_image), stated.groups(), strict=True):
