@@ -35,7 +35,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     seconds = time.monotonic() - float(str(timing["started"]))
     builds = timing.get("builds")
     detail = builds.summary() if isinstance(builds, images.Builds) else ""
-    terminalreporter.write_line(f"container tier: {seconds:.0f} s ({detail})")
+    terminalreporter.write_line(
+        f"container tier: {seconds:.0f} s" + (f" ({detail})" if detail else "")
+    )
     if "sizes" in timing:
         terminalreporter.write_line(f"container image sizes: {timing['sizes']}")
 

@@ -99,6 +99,13 @@ class Stack:
     def serving(self) -> bool:
         return ori("--host", "127.0.0.1", "health", port=self.port).returncode == 0
 
+    def comes_up(self, seconds: float) -> bool:
+        """Whether the stack serves within ``seconds``; False at once if `up` has exited."""
+        up = self.up
+        assert up is not None
+        wait_for(lambda: up.poll() is not None or self.serving(), seconds)
+        return up.poll() is None and self.serving()
+
     def close(self, files: list[str]) -> None:
         """Whatever the test left running: `up` stopped, the project's containers removed."""
         if self.up is not None and self.up.poll() is None:
@@ -166,7 +173,7 @@ def test_the_dev_stack_serves_on_ori_port_and_reloads_after_a_source_change(
     try:
         with health_checks(engine, stack):
             stack.start(commands["dev"])
-            assert wait_for(stack.serving, 90), stack.output()
+            assert stack.comes_up(90), stack.output()
             before = ori("--host", "127.0.0.1", "summation", "2", "3", port=stack.port)
             assert before.stdout == "5\n", before.stderr
             # A change the server can only show by loading the edited file.
@@ -207,7 +214,7 @@ def test_the_prod_stack_migrates_records_calls_in_postgresql_and_totals_match(
     try:
         with health_checks(engine, stack):
             stack.start(commands["up"])
-            assert wait_for(stack.serving, 120), stack.output()
+            assert stack.comes_up(120), stack.output()
             migrate = [name for name in stack.containers() if "migrate" in name]
             assert len(migrate) == 1, stack.containers()
             assert engine.inspect(migrate[0], "{{.State.ExitCode}}") == "0"
