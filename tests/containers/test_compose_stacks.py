@@ -176,6 +176,8 @@ def test_the_dev_stack_serves_on_ori_port_and_reloads_after_a_source_change(
             assert stack.comes_up(90), stack.output()
             before = ori("--host", "127.0.0.1", "summation", "2", "3", port=stack.port)
             assert before.stdout == "5\n", before.stderr
+            (server,) = stack.containers()
+            started = engine.inspect(server, "{{.State.StartedAt}}")
             # A change the server can only show by loading the edited file.
             arithmetic = folder / "src" / "oriserver" / "domain" / "arithmetic.py"
             text = arithmetic.read_text()
@@ -188,7 +190,11 @@ def test_the_dev_stack_serves_on_ori_port_and_reloads_after_a_source_change(
 
             assert wait_for(reloaded, 60), stack.output()
             assert stack.up is not None
-            assert stack.up.poll() is None, "the stack restarted instead of reloading"
+            assert stack.up.poll() is None, "`up` exited"
+            assert stack.containers() == [server]
+            assert engine.inspect(server, "{{.State.StartedAt}}") == started, (
+                "a restart, not a reload"
+            )
             down_and_check(stack, commands["down"], "dev-data")
     finally:
         stack.close(["docker-compose.dev.yml"])
