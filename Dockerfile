@@ -17,7 +17,12 @@
 #   runtime  receives /opt/venv only: no pip cache, no build backend, no
 #            compiler (grpcio and psycopg[binary] ship manylinux wheels)
 
-FROM python:3.11-slim AS builder
+# The base image: the official one by default. A build argument only so that a
+# machine without registry access can substitute an equivalent base (the
+# container test tier, tests/containers/images.py, builds on Debian's Python 3.11).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -41,7 +46,7 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
  && /opt/venv/bin/pip install --no-deps /wheels/oriserver-*.whl
 
 
-FROM python:3.11-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # Static labels; CI adds source, revision, version and created through
 # docker/metadata-action (.github/workflows/ci.yml).

@@ -161,3 +161,11 @@ def test_a_plain_down_tears_down_either_stack() -> None:
     prod, dev = compose_model(PROD), compose_model(DEV)
     assert prod["name"] == dev["name"]
     assert set(dev["services"]) <= set(prod["services"])
+
+
+def test_the_database_is_the_official_postgres_image_unless_a_substitute_is_named() -> None:
+    # tests/containers/ names its PostgreSQL image built from Debian's package this way.
+    default = compose_model("docker-compose.yml")["services"]["postgres"]["image"]
+    assert default == "postgres:17"
+    named = compose_model("docker-compose.yml", ORISERVER_POSTGRES_IMAGE="localhost/pg:15")
+    assert named["services"]["postgres"]["image"] == "localhost/pg:15"

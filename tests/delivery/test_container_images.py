@@ -19,6 +19,8 @@ from tests.delivery.tools import (
     DOCKERFILES,
     ROOT,
     Instruction,
+    base_image,
+    dockerfile_global_args,
     dockerfile_stages,
     dockerignore_excludes,
     dockerignore_rules,
@@ -84,9 +86,14 @@ def test_hadolint_fails_on_an_untagged_base_run_as_root(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_every_stage_starts_from_the_same_pinned_slim_python(dockerfile: str) -> None:
+    # The base is a build argument (tests/containers/ substitutes one where no registry is
+    # reachable); its default must be the official image, and every stage must use it.
+    global_args = dockerfile_global_args(ROOT / dockerfile)
+    assert global_args == {"PYTHON_IMAGE": BASE_IMAGE}
     stages = dockerfile_stages(ROOT / dockerfile)
     for stage in stages:
-        image = stage[0].arguments.split()[0]
+        assert stage[0].arguments.split()[0] == "${PYTHON_IMAGE}", stage[0]
+        image = base_image(stage, global_args)
         assert image == BASE_IMAGE, f"{dockerfile}: FROM {image}"
 
 

@@ -208,7 +208,31 @@ class Instruction:
 
 
 def dockerfile_stages(path: Path) -> list[list[Instruction]]:
-    """Instructions grouped by build stage, continuation lines joined, comments dropped."""
+    """Instructions grouped by build stage, continuation lines joined, comments dropped.
+
+    The global ARGs before the first FROM are no stage's; dockerfile_global_args() has them.
+    """
+    return _dockerfile_sections(path)[1:]
+
+
+def dockerfile_global_args(path: Path) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults ("" without one)."""
+    declared: dict[str, str] = {}
+    for instruction in _dockerfile_sections(path)[0]:
+        assert instruction.keyword == "ARG", f"{path.name}: {instruction.keyword} before FROM"
+        name, _, default = instruction.arguments.partition("=")
+        declared[name] = default.strip('"')
+    return declared
+
+
+def base_image(stage: Sequence[Instruction], global_args: Mapping[str, str]) -> str:
+    """The image a stage starts FROM, with ${NAME} of the global ARGs at their defaults."""
+    image = stage[0].arguments.split()[0]
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: global_args[m.group(1)], image)
+
+
+def _dockerfile_sections(path: Path) -> list[list[Instruction]]:
+    """The instructions before the first FROM, then one list per stage."""
     logical: list[str] = []
     pending = ""
     for raw in path.read_text().splitlines():
@@ -220,15 +244,15 @@ def dockerfile_stages(path: Path) -> list[list[Instruction]]:
             continue
         logical.append(pending + line)
         pending = ""
-    stages: list[list[Instruction]] = []
+    sections: list[list[Instruction]] = [[]]
     for line in logical:
         keyword, _, arguments = line.partition(" ")
         instruction = Instruction(keyword.upper(), " ".join(arguments.split()))
         if instruction.keyword == "FROM":
-            stages.append([])
-        assert stages, f"{path.name}: an instruction before the first FROM"
-        stages[-1].append(instruction)
-    return stages
+            sections.append([])
+        sections[-1].append(instruction)
+    assert len(sections) > 1, f"{path.name}: no FROM"
+    return sections
 
 
 def exec_form(arguments: str) -> list[str]:
