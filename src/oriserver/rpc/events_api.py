@@ -27,7 +27,7 @@ from oriserver.rpc.status import status_for
 from oriserver.service.log_watcher import LogWatcher
 from oriserver.service.ports import EventLog, ReadFilter, TotalsStore
 
-CHUNK = 100  # events read and converted per turn of the read permit
+CHUNK = 20  # events read, converted and sent per turn of the read permit and a send lane
 # Subscribers that send a chunk at the same time. Sending is Python work (each reply is
 # serialized and handed to the engine while holding the GIL), so a hundred subscribers
 # catching up at once would each compete with the calculation threads for the GIL and
