@@ -223,3 +223,18 @@ def test_reachable_with_a_bad_option_is_a_usage_error_with_exit_2(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--reachable" in result.stderr or "--timeout" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_ends_a_wait_at_once_with_exit_1_and_one_line(
+    unmigrated_url: str, tmp_path: Path
+) -> None:
+    """As an init container it is PID 1, which has no default action for SIGTERM: the
+    handler is what lets a pod stop without waiting out its grace period."""
+    waiting = start_waiting({"ORI_DATABASE_URL": unmigrated_url}, tmp_path)
+    assert next_line(waiting) == BEHIND
+    started = time.monotonic()
+    waiting.terminate()
+    _, err = waiting.communicate(timeout=10)
+    assert waiting.returncode == 1
+    assert err.splitlines() == ["oriserver: stopped by SIGTERM"]
+    assert time.monotonic() - started < 2

@@ -210,6 +210,28 @@ def _admin(args: argparse.Namespace) -> Callable[[Settings], int] | None:
     return None
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived while an admin task ran."""
+
+
+def _run_admin(task: Callable[[Settings], int], settings: Settings) -> int:
+    """Run one admin task; SIGTERM (or SIGINT) ends it with exit 1 and one line.
+
+    A process that is PID 1 (an init container, ``docker run``) gets no default action
+    for SIGTERM: without a handler ``db wait`` would sit out the whole grace period."""
+
+    def stop(signum: int, _: object) -> None:
+        raise _Stopped(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    try:
+        return task(settings)
+    except _Stopped as stopped:
+        print(f"oriserver: stopped by {stopped}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -220,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     task = _admin(args)
     if task is not None:
-        return task(settings)
+        return _run_admin(task, settings)
     if settings.workers > 1:
         from oriserver.cli.workers import supervise
 

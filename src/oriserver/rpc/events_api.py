@@ -27,7 +27,14 @@ from oriserver.rpc.status import status_for
 from oriserver.service.log_watcher import LogWatcher
 from oriserver.service.ports import EventLog, ReadFilter, TotalsStore
 
-CHUNK = 100  # events read and converted per turn of the read permit
+CHUNK = 20  # events read, converted and sent per turn of the read permit and a send lane
+# Subscribers that send a chunk at the same time. Sending is Python work (each reply is
+# serialized and handed to the engine while holding the GIL), so a hundred subscribers
+# catching up at once would each compete with the calculation threads for the GIL and
+# push their latency up tenfold. Two at a time keep the log streaming at full speed
+# while calculations wait for at most two other runnable threads. A subscriber stuck
+# in a send holds its lane until the slow-subscriber guard ends its call.
+SENDING_AT_ONCE = 2
 IDLE_WAIT_S = 1.0  # a caught-up subscription looks at its call this often
 
 
@@ -119,6 +126,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self._watcher = watcher
         self._limits = limits
         self._permit = read_permit or threading.BoundedSemaphore(1)
+        self._lanes = threading.BoundedSemaphore(SENDING_AT_ONCE)
         self._slow = _SlowSubscribers(limits.subscriber_write_timeout_s, end_call)
         self._admission = threading.Lock()
         self.active_subscriptions = 0
@@ -221,9 +229,10 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                     ]
             except StoreError as error:
                 context.abort(*status_for(error))
-            for stored, reply in zip(page, replies, strict=True):
-                self._slow.sending(context, stored.position)
-                yield reply
+            with self._lanes:
+                for stored, reply in zip(page, replies, strict=True):
+                    self._slow.sending(context, stored.position)
+                    yield reply
             self._slow.sent(context)
             if page:
                 position = page[-1].position + 1
