@@ -69,6 +69,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the server to CPU 0 and h2load to CPU 1"
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="h2load rows: every server runs at once and each round's window is cut into this "
+        "many slices, setups in turn (default 5; 1 measures each setup on its own, in turn)",
+    )
     parser.add_argument("--load-procs", type=int, default=1, help="load processes (default 1)")
     parser.add_argument("--mix", choices=h2load.MIXES, default="both", help="RPCs to call (both)")
     return parser
@@ -103,6 +110,7 @@ def _options(args: argparse.Namespace) -> Options:
         quick=args.quick,
         generator=_generator(args.generator),
         pin=not args.no_pin,
+        slices=max(1, args.slices),
     )
     if options.duration_s <= 0 or options.warmup_s < 0 or options.rounds < 1:
         raise SystemExit("duration must be positive, warm-up not negative, rounds at least 1")

@@ -277,9 +277,17 @@ def header(command: str, options: Options) -> list[str]:
         f"Python {m['python']}; grpcio {m['grpcio']}.",
         f"Command: `{command}`",
         method,
-        f"Per configuration and round a fresh server, {options.warmup_s:g} s warm-up, "
-        f"{options.duration_s:g} s measured; configurations interleaved; figures are medians "
-        f"of {options.rounds} round{'s' if options.rounds > 1 else ''}.",
+        (
+            f"h2load rows: every setup's server runs at once, each with a fresh database; "
+            f"{options.warmup_s:g} s warm-up each, then per round {options.slices} slices of "
+            f"{options.duration_s / options.slices:g} s per setup, setups in turn, so that every "
+            "round compares the same seconds of the machine. "
+            if options.slices > 1 and options.generator != "python"
+            else ""
+        )
+        + f"Other rows: per configuration and round a fresh server, {options.warmup_s:g} s "
+        f"warm-up, {options.duration_s:g} s measured; configurations interleaved. Figures are "
+        f"medians of {options.rounds} round{'s' if options.rounds > 1 else ''}.",
     ]
     if options.quick:
         lines.append(

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class Options:
     quick: bool = False
     generator: str = "h2load"  # or "python": see bench/cli.py
     pin: bool = True  # server on CPU 0, load on CPU 1 (machines with 2 cores or more)
+    slices: int = 5  # h2load rows: each round's window in this many slices, setups in turn
 
     @property
     def high_concurrency(self) -> int:
@@ -254,9 +255,8 @@ def _serve_and_measure(
             run.log_tail = server.log_tail()
 
 
-def run_one(ctx: Context, config: Config, round_no: int, tag: str) -> Run:
-    """Fresh server (and fresh database), wait for SERVING, warm up, measure, stop."""
-    run = Run(config.key, round_no)
+def _prepare(ctx: Context, config: Config, tag: str) -> tuple[dict[str, str], str | None, Path]:
+    """The run's environment, with a fresh database: (env, PostgreSQL URL or None, SQLite path)."""
     env = dict(config.env)
     sqlite_path = ctx.workdir / f"{tag}.db"
     env["ORI_DATABASE_URL"] = f"sqlite:///{sqlite_path}"
@@ -264,36 +264,206 @@ def run_one(ctx: Context, config: Config, round_no: int, tag: str) -> Run:
     if config.metrics:
         env["ORI_METRICS_PORT"] = str(free_port())
     pg_url: str | None = None
+    if config.database == "postgresql":
+        pg_url = env["ORI_DATABASE_URL"] = ctx.postgres().create_database()
+    return env, pg_url, sqlite_path
+
+
+def _count_and_drop(
+    ctx: Context, config: Config, run: Run, pg_url: str | None, sqlite: Path
+) -> None:
     try:
-        if config.database == "postgresql":
-            pg_url = env["ORI_DATABASE_URL"] = ctx.postgres().create_database()
-        if config.server == "oriserver":
-            run.server_env = {**env, "ORI_DATABASE_URL": _redacted(env["ORI_DATABASE_URL"])}
-        _serve_and_measure(ctx, config, env, tag, run)
-        if pg_url is not None:
+        if pg_url is not None and run.failure is None:
             run.rows = postgres_rows(pg_url)
-        elif config.database == "sqlite":
-            run.rows = sqlite_rows(sqlite_path)
-    except ServerFailed as error:
-        run.failure, run.log_tail = f"server did not start: {error}", error.log_tail
-    except Exception as error:
-        run.failure = f"{type(error).__name__}: {error}"
+        elif config.database == "sqlite" and run.failure is None:
+            run.rows = sqlite_rows(sqlite)
     finally:
         if pg_url is not None:
             try:
                 ctx.postgres().drop_database(pg_url)
             except Exception as error:
                 print(f"could not drop the run's database: {error}", file=sys.stderr)
+
+
+def run_one(ctx: Context, config: Config, round_no: int, tag: str) -> Run:
+    """Fresh server (and fresh database), wait for SERVING, warm up, measure, stop."""
+    run = Run(config.key, round_no)
+    pg_url: str | None = None
+    sqlite_path = ctx.workdir / f"{tag}.db"
+    try:
+        env, pg_url, sqlite_path = _prepare(ctx, config, tag)
+        if config.server == "oriserver":
+            run.server_env = {**env, "ORI_DATABASE_URL": _redacted(env["ORI_DATABASE_URL"])}
+        _serve_and_measure(ctx, config, env, tag, run)
+    except ServerFailed as error:
+        run.failure, run.log_tail = f"server did not start: {error}", error.log_tail
+    except Exception as error:
+        run.failure = f"{type(error).__name__}: {error}"
+    finally:
+        _count_and_drop(ctx, config, run, pg_url, sqlite_path)
     return run
 
 
+def sliced(ctx: Context, config: Config) -> bool:
+    """Measured in slices beside the suite's other servers (h2load rows)."""
+    return not config.latency and ctx.options.generator != "python" and ctx.options.slices > 1
+
+
+SETTLE_S = 0.3  # after a slice: the event host finishes the slice's last flush before CPU is read
+
+
+@dataclass
+class _Live:
+    config: Config
+    server: Any
+    env: dict[str, str]
+    pg_url: str | None
+    sqlite: Path
+    runs: list[Run]
+    warm_calls: int = 0
+
+
+def _slice(ctx: Context, live: _Live, seconds: float, run: Run) -> None:
+    """One slice of load on one server; its CPU and calls are added to ``run``."""
+    o = ctx.options
+    config = live.config
+    connections = min(o.connections, config.concurrency)
+    kwargs = {
+        "connections": connections,
+        "streams": max(1, config.concurrency // connections),
+        "methods": h2load.methods(o.mix),
+        "cpus": LOAD_CPUS if pinned(ctx) else None,
+    }
+    pid = live.server.process.pid
+    db_pid = ctx.postgres().pid if config.database == "postgresql" else None
+    busy_before = machine_busy_cpu()
+    tree_before, db_before, serving_before = tree_cpu(pid), _cpu(db_pid), _process_cpu(pid)
+    result = h2load.run(live.server.port, duration_s=seconds, **kwargs)
+    time.sleep(SETTLE_S)
+    tree_after, db_after, serving_after = tree_cpu(pid), _cpu(db_pid), _process_cpu(pid)
+    busy_after = machine_busy_cpu()
+    errors = {"stream errors": result.failed} if result.failed else {}
+    if not result.right:
+        errors["wrong or missing replies"] = 1
+    load = run.load or LoadResult(window_s=0.0, ok=0, errors={}, client_cpu_s=0.0)
+    merged = dict(load.errors)
+    for key, value in errors.items():
+        merged[key] = merged.get(key, 0) + value
+    run.load = LoadResult(
+        window_s=load.window_s + result.seconds,
+        ok=load.ok + (result.succeeded if not errors else 0),
+        errors=merged,
+        client_cpu_s=load.client_cpu_s + result.cpu_s,
+        calls_including_warmup=load.calls_including_warmup + result.succeeded,
+    )
+    if errors and run.failure is None:
+        run.failure = f"h2load: {errors} in {result.succeeded} responses"
+    server_cpu = tree_after[0] - tree_before[0]
+    db_cpu = None if db_pid is None else db_after - db_before
+    run.server_cpu_s += server_cpu
+    run.serving_cpu_s += serving_after - serving_before
+    run.server_procs = max(run.server_procs, tree_before[1], tree_after[1])
+    if db_cpu is not None:
+        run.db_cpu_s = (run.db_cpu_s or 0.0) + db_cpu
+    ours = server_cpu + (db_cpu or 0.0) + result.cpu_s
+    run.other_cpu_s += max(0.0, busy_after - busy_before - ours)
+
+
+def _start_all(
+    ctx: Context,
+    suite: str,
+    configs: Sequence[Config],
+    runs: dict[str, list[Run]],
+    lives: list[_Live],
+) -> None:
+    """A server (and fresh database) for every setup, all at once; those that cannot start
+    get their failure in every round."""
+    o = ctx.options
+    cpus = SERVER_CPUS if pinned(ctx) else None
+    for index, config in enumerate(configs):
+        tag = f"{suite}-sliced-{index}"
+        env, pg_url, sqlite = _prepare(ctx, config, tag)
+        full = {**ORISERVER_BASE, **env} if config.server == "oriserver" else env
+        runs_of = [Run(config.key, r) for r in range(1, o.rounds + 1)]
+        if config.server == "oriserver":
+            shown = {**env, "ORI_DATABASE_URL": _redacted(env["ORI_DATABASE_URL"])}
+            for run in runs_of:
+                run.server_env = shown
+        runs[config.key].extend(runs_of)
+        try:
+            server = start_server(
+                ctx.workdir, full, kind=config.server, args=("serve",),
+                base_env=ctx.environ, cpus=cpus, label=tag, timeout_s=30,
+            )  # fmt: skip
+        except ServerFailed as error:
+            for run in runs_of:
+                run.failure, run.log_tail = f"server did not start: {error}", error.log_tail
+            _count_and_drop(ctx, config, runs_of[0], pg_url, sqlite)
+            continue
+        lives.append(_Live(config, server, env, pg_url, sqlite, runs_of))
+
+
+def _stop_all(ctx: Context, lives: Sequence[_Live]) -> None:
+    for live in lives:
+        live.server.stop(grace_s=15)
+        if any(run.failure for run in live.runs):
+            for run in live.runs:
+                run.log_tail = live.server.log_tail()
+        rows_run = live.runs[-1]
+        _count_and_drop(ctx, live.config, rows_run, live.pg_url, live.sqlite)
+        # The rows are the server's whole life: every round's calls and the warm-up's.
+        answered = live.warm_calls + sum(r.load.calls_including_warmup for r in live.runs if r.load)
+        for run in live.runs:
+            run.rows = rows_run.rows
+            if run.load is not None:
+                run.load = replace(run.load, calls_including_warmup=answered)
+
+
+def _run_sliced(
+    ctx: Context, suite: str, configs: Sequence[Config], runs: dict[str, list[Run]]
+) -> None:
+    """Every server of the suite runs at once (idle but for its slice); h2load visits them in
+    turn, ``slices`` times per round, so that each round's figures for every setup come from
+    the same seconds of the machine's life. On a shared machine whose speed drifts by 10-20 %
+    from one minute to the next, that is what keeps the per-round ratios comparable."""
+    o = ctx.options
+    lives: list[_Live] = []
+    try:
+        _start_all(ctx, suite, configs, runs, lives)
+        print(f"[{suite}] {len(lives)} servers up; warming up", file=sys.stderr)
+        for live in lives:
+            warm = Run(live.config.key, 0)
+            _slice(ctx, live, o.warmup_s, warm)
+            live.warm_calls = warm.load.calls_including_warmup if warm.load else 0
+        seconds = o.duration_s / o.slices
+        for round_no in range(1, o.rounds + 1):
+            print(f"[{suite}] round {round_no}/{o.rounds}: {o.slices} slices of {seconds:g} s "
+                  f"for each of {len(lives)} setups", file=sys.stderr)  # fmt: skip
+            for _ in range(o.slices):
+                for live in lives:
+                    _slice(ctx, live, seconds, live.runs[round_no - 1])
+        for live in lives:
+            if live.config.metrics:
+                samples = metrics_samples(int(live.env["ORI_METRICS_PORT"]))
+                for run in live.runs:
+                    run.metrics_samples = samples
+    finally:
+        _stop_all(ctx, lives)
+
+
 def run_interleaved(ctx: Context, suite: str, configs: Sequence[Config]) -> dict[str, list[Run]]:
-    """A B C A B C ... for the configured rounds; a setup that cannot start is not retried."""
+    """h2load rows: all servers at once, measured in interleaved slices (``_run_sliced``).
+    Other rows (the Python generator's): A B C A B C ... for the configured rounds, each on
+    a fresh server; a setup that cannot start is not retried."""
     runs: dict[str, list[Run]] = {config.key: [] for config in configs}
+    together = [config for config in configs if sliced(ctx, config)]
+    if together:
+        _run_sliced(ctx, suite, together, runs)
+    alone = [config for config in configs if not sliced(ctx, config)]
     gave_up: set[str] = set()
     rounds = ctx.options.rounds
     for round_no in range(1, rounds + 1):
-        for index, config in enumerate(configs):
+        for index, config in enumerate(alone):
             if config.key in gave_up:
                 continue
             print(f"[{suite}] round {round_no}/{rounds}: {config.key}", file=sys.stderr)
