@@ -127,7 +127,10 @@ class FaultProxy:
             writer.close()
             return
         self._writers.update({writer, up_writer})
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        # Cancelled when the proxy shuts down: end quietly. (asyncio's stream protocol asks a
+        # finished handler task for its exception, and a cancelled one would print a traceback.)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -55,7 +55,7 @@ class Postgres:
         for variable in variables:
             url = environ.get(variable, "").strip()
             if url:
-                return cls(url, f"from {variable}", None, lambda: None)
+                return cls(url, f"from {variable}", _local_postmaster(url), lambda: None)
         data_dir = Path(tempfile.mkdtemp(prefix="oribench-pg-"))
         try:
             with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -153,3 +153,28 @@ def proxy_target(url: str) -> tuple[str, int] | str:
     if parts.hostname and parts.hostname.startswith("/"):
         return f"{parts.hostname}/.s.PGSQL.{parts.port or 5432}"
     return (parts.hostname or "127.0.0.1", parts.port or 5432)
+
+
+def _local_postmaster(url: str) -> int | None:
+    """The pid of the PostgreSQL that listens on this loopback URL's port, if this machine
+    runs it and lets us see it (so that the benchmark can count its CPU), else None."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(url)
+        host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
+    except (ImportError, ValueError):
+        return None
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        return None
+    import psutil
+
+    try:
+        for connection in psutil.net_connections("tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                pid = connection.pid
+                if pid is not None and psutil.Process(pid).name().startswith("postgres"):
+                    return int(pid)
+    except (psutil.Error, OSError):
+        return None
+    return None
