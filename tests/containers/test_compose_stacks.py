@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import free_port
 from tests.containers import images
 from tests.containers.engine import Engine, clean_env, docker_api, explain, wait_for
 from tests.delivery.tools import find_tool
 from tests.support.cli import ori
-from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 

@@ -40,10 +40,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.servers import free_port
 from tests.containers.engine import Engine, wait_for
 from tests.delivery.tools import OVERLAY_DIR, by_kind, container, one, render_overlay
 from tests.support.cli import ori
-from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 

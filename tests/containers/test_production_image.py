@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import free_port
 from tests.containers import images
 from tests.containers.engine import Engine, EngineError, wait_for
 from tests.security.pki import Authority
 from tests.support.cli import ori
-from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
