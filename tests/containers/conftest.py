@@ -43,7 +43,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+def container_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     reason = reason_to_skip()
     if reason:
         pytest.skip(reason)
@@ -65,27 +65,29 @@ def builds(request: pytest.FixtureRequest) -> images.Builds:
 
 
 @pytest.fixture(scope="session")
-def debian(engine: Engine, builds: images.Builds) -> str:
-    return images.debian_rootfs(engine, builds)
+def debian(container_engine: Engine, builds: images.Builds) -> str:
+    return images.debian_rootfs(container_engine, builds)
 
 
 @pytest.fixture(scope="session")
-def python_base(engine: Engine, builds: images.Builds, debian: str) -> str:
-    return images.python_base(engine, builds)
+def python_base(container_engine: Engine, builds: images.Builds, debian: str) -> str:
+    return images.python_base(container_engine, builds)
 
 
 @pytest.fixture(scope="session")
-def postgres_image(engine: Engine, builds: images.Builds, debian: str) -> str:
-    return images.postgres_base(engine, builds)
+def postgres_image(container_engine: Engine, builds: images.Builds, debian: str) -> str:
+    return images.postgres_base(container_engine, builds)
 
 
 @pytest.fixture(scope="session")
-def production_image(engine: Engine, builds: images.Builds, python_base: str) -> str:
-    return images.project_image(engine, builds, images.PRODUCTION_IMAGE, images.ROOT / "Dockerfile")
-
-
-@pytest.fixture(scope="session")
-def development_image(engine: Engine, builds: images.Builds, python_base: str) -> str:
+def production_image(container_engine: Engine, builds: images.Builds, python_base: str) -> str:
     return images.project_image(
-        engine, builds, images.DEVELOPMENT_IMAGE, images.ROOT / "Dockerfile.dev"
+        container_engine, builds, images.PRODUCTION_IMAGE, images.ROOT / "Dockerfile"
+    )
+
+
+@pytest.fixture(scope="session")
+def development_image(container_engine: Engine, builds: images.Builds, python_base: str) -> str:
+    return images.project_image(
+        container_engine, builds, images.DEVELOPMENT_IMAGE, images.ROOT / "Dockerfile.dev"
     )

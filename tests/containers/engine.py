@@ -153,18 +153,18 @@ def find_engine() -> Engine | None:
 
 
 @contextlib.contextmanager
-def docker_api(engine: Engine) -> Iterator[dict[str, str]]:
+def docker_api(container_engine: Engine) -> Iterator[dict[str, str]]:
     """The environment for a Compose client: podman's Docker-compatible API on a private socket
     (`podman system service`), stopped afterwards; Docker's own daemon as it is configured."""
-    if not engine.is_podman:
-        yield dict(engine.env)
+    if not container_engine.is_podman:
+        yield dict(container_engine.env)
         return
     folder = Path(tempfile.mkdtemp(prefix="oriserver-podman-api-"))
     socket = folder / "podman.sock"
     log = (folder / "service.log").open("w")
     service = subprocess.Popen(
-        [engine.binary, "system", "service", "--time=0", f"unix://{socket}"],
-        env=engine.env, stdout=log, stderr=subprocess.STDOUT,
+        [container_engine.binary, "system", "service", "--time=0", f"unix://{socket}"],
+        env=container_engine.env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -174,7 +174,7 @@ def docker_api(engine: Engine) -> Iterator[dict[str, str]]:
                 said = (folder / "service.log").read_text()[-2000:]
                 raise EngineError(f"podman system service did not start: {said}")
             time.sleep(0.1)
-        yield {**engine.env, "DOCKER_HOST": f"unix://{socket}"}
+        yield {**container_engine.env, "DOCKER_HOST": f"unix://{socket}"}
     finally:
         service.terminate()
         try:

@@ -128,19 +128,19 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:32]
 
 
-def _cached(engine: Engine, image: str, key: str) -> bool:
-    if not engine.exists("image", image):
+def _cached(container_engine: Engine, image: str, key: str) -> bool:
+    if not container_engine.exists("image", image):
         return False
-    labels = engine.inspect(image, "{{json .Config.Labels}}", what="image")
+    labels = container_engine.inspect(image, "{{json .Config.Labels}}", what="image")
     return f'"{KEY_LABEL}":"{key}"' in labels
 
 
-def debian_rootfs(engine: Engine, builds: Builds) -> str:
+def debian_rootfs(container_engine: Engine, builds: Builds) -> str:
     """A minimal bookworm root filesystem from debootstrap, imported as an image."""
     mirror = apt_mirror()
     key = _key(f"debootstrap --variant=minbase {SUITE} {mirror}".encode())
     started = time.monotonic()
-    if _cached(engine, DEBIAN_IMAGE, key):
+    if _cached(container_engine, DEBIAN_IMAGE, key):
         builds.add(DEBIAN_IMAGE, started, reused=True)
         return DEBIAN_IMAGE
     folder = Path(tempfile.mkdtemp(prefix="oriserver-rootfs-"))
@@ -157,8 +157,8 @@ def debian_rootfs(engine: Engine, builds: Builds) -> str:
                     item.unlink()
         tar = subprocess.Popen(["tar", "-C", str(folder), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            [engine.binary, "import", "--change", f"LABEL {KEY_LABEL}={key}", "-", DEBIAN_IMAGE],
-            stdin=tar.stdout, env=engine.env, capture_output=True, text=True,
+            [container_engine.binary, "import", "--change", f"LABEL {KEY_LABEL}={key}", "-", DEBIAN_IMAGE],
+            stdin=tar.stdout, env=container_engine.env, capture_output=True, text=True,
             timeout=300, check=False,
         )  # fmt: skip
         tar.wait(timeout=60)
@@ -171,13 +171,17 @@ def debian_rootfs(engine: Engine, builds: Builds) -> str:
 
 
 def _build_base(
-    engine: Engine, builds: Builds, image: str, containerfile: str, files: dict[str, bytes]
+    container_engine: Engine,
+    builds: Builds,
+    image: str,
+    containerfile: str,
+    files: dict[str, bytes],
 ) -> str:
-    parent = engine.inspect(DEBIAN_IMAGE, "{{.Id}}", what="image").encode()
+    parent = container_engine.inspect(DEBIAN_IMAGE, "{{.Id}}", what="image").encode()
     recipe = (BASE / containerfile).read_bytes()
     key = _key(recipe, parent, *(name.encode() + data for name, data in sorted(files.items())))
     started = time.monotonic()
-    if _cached(engine, image, key):
+    if _cached(container_engine, image, key):
         builds.add(image, started, reused=True)
         return image
     context = Path(tempfile.mkdtemp(prefix="oriserver-base-"))
@@ -186,7 +190,7 @@ def _build_base(
         for name, data in files.items():
             (context / name).write_bytes(data)
             (context / name).chmod(0o755 if name.endswith(".sh") else 0o644)
-        engine.run(
+        container_engine.run(
             "build", "--file", str(context / "Containerfile"), "--tag", image,
             "--label", f"{KEY_LABEL}={key}", "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}",
             str(context), timeout=600,
@@ -197,21 +201,21 @@ def _build_base(
     return image
 
 
-def python_base(engine: Engine, builds: Builds) -> str:
+def python_base(container_engine: Engine, builds: Builds) -> str:
     files = {
         "host-ca-bundle.crt": host_ca_bundle().read_bytes(),
         "pip.conf": host_pip_conf().encode(),
     }
-    return _build_base(engine, builds, PYTHON_IMAGE, "python.Containerfile", files)
+    return _build_base(container_engine, builds, PYTHON_IMAGE, "python.Containerfile", files)
 
 
-def postgres_base(engine: Engine, builds: Builds) -> str:
+def postgres_base(container_engine: Engine, builds: Builds) -> str:
     files = {"postgres-entrypoint.sh": (BASE / "postgres-entrypoint.sh").read_bytes()}
-    return _build_base(engine, builds, POSTGRES_IMAGE, "postgres.Containerfile", files)
+    return _build_base(container_engine, builds, POSTGRES_IMAGE, "postgres.Containerfile", files)
 
 
 def project_image(
-    engine: Engine,
+    container_engine: Engine,
     builds: Builds,
     tag: str,
     dockerfile: Path,
@@ -223,8 +227,8 @@ def project_image(
     HEALTHCHECK only into Docker-format images, hence --format docker.
     """
     started = time.monotonic()
-    format_flag = ["--format", "docker"] if engine.is_podman else []
-    engine.run(
+    format_flag = ["--format", "docker"] if container_engine.is_podman else []
+    container_engine.run(
         "build", *format_flag, "--file", str(dockerfile), "--tag", tag,
         "--build-arg", f"PYTHON_IMAGE={PYTHON_IMAGE}", str(context), timeout=900,
     )  # fmt: skip
@@ -232,5 +236,5 @@ def project_image(
     return tag
 
 
-def image_size(engine: Engine, image: str) -> int:
-    return int(engine.inspect(image, "{{.Size}}", what="image"))
+def image_size(container_engine: Engine, image: str) -> int:
+    return int(container_engine.inspect(image, "{{.Size}}", what="image"))

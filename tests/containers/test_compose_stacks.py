@@ -47,16 +47,16 @@ def readme_commands() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def api(engine: Engine) -> Iterator[dict[str, str]]:
-    with docker_api(engine) as env:
+def api(container_engine: Engine) -> Iterator[dict[str, str]]:
+    with docker_api(container_engine) as env:
         yield env
 
 
 class Stack:
     """One `up` in the foreground, as a developer runs it, and the commands around it."""
 
-    def __init__(self, engine: Engine, api: Mapping[str, str], folder: Path) -> None:
-        self.engine = engine
+    def __init__(self, container_engine: Engine, api: Mapping[str, str], folder: Path) -> None:
+        self.engine = container_engine
         self.folder = folder
         self.port = free_port()
         self.project = f"oriserver-test-{os.getpid()}-{self.port}"
@@ -121,7 +121,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def health_checks(engine: Engine, stack: Stack) -> Iterator[None]:
+def health_checks(container_engine: Engine, stack: Stack) -> Iterator[None]:
     """podman runs HEALTHCHECKs from systemd timers, which these machines lack; run them here
     every 2 s for the stack's containers, as the timers would (`depends_on: service_healthy`
     waits on them). Docker runs its own."""
@@ -130,10 +130,10 @@ def health_checks(engine: Engine, stack: Stack) -> Iterator[None]:
     def tick() -> None:
         while not stop.wait(2):
             for name in stack.containers():
-                engine.run("healthcheck", "run", name, check=False, timeout=30)
+                container_engine.run("healthcheck", "run", name, check=False, timeout=30)
 
     thread = threading.Thread(target=tick, daemon=True)
-    if engine.is_podman:
+    if container_engine.is_podman:
         thread.start()
     try:
         yield
@@ -165,19 +165,19 @@ def source_copy() -> Path:
 
 
 def test_the_dev_stack_serves_on_ori_port_and_reloads_after_a_source_change(
-    engine: Engine, api: dict[str, str], development_image: str
+    container_engine: Engine, api: dict[str, str], development_image: str
 ) -> None:
     commands = readme_commands()
     folder = source_copy()
-    stack = Stack(engine, api, folder)
+    stack = Stack(container_engine, api, folder)
     try:
-        with health_checks(engine, stack):
+        with health_checks(container_engine, stack):
             stack.start(commands["dev"])
             assert stack.comes_up(90), stack.output()
             before = ori("--host", "127.0.0.1", "summation", "2", "3", port=stack.port)
             assert before.stdout == "5\n", before.stderr
             (server,) = stack.containers()
-            started = engine.inspect(server, "{{.State.StartedAt}}")
+            started = container_engine.inspect(server, "{{.State.StartedAt}}")
             # A change the server can only show by loading the edited file.
             arithmetic = folder / "src" / "oriserver" / "domain" / "arithmetic.py"
             text = arithmetic.read_text()
@@ -192,7 +192,7 @@ def test_the_dev_stack_serves_on_ori_port_and_reloads_after_a_source_change(
             assert stack.up is not None
             assert stack.up.poll() is None, "`up` exited"
             assert stack.containers() == [server]
-            assert engine.inspect(server, "{{.State.StartedAt}}") == started, (
+            assert container_engine.inspect(server, "{{.State.StartedAt}}") == started, (
                 "a restart, not a reload"
             )
             down_and_check(stack, commands["down"], "dev-data")
@@ -212,18 +212,18 @@ def psql(stack: Stack, query: str) -> list[list[str]]:
 
 
 def test_the_prod_stack_migrates_records_calls_in_postgresql_and_totals_match(
-    engine: Engine, api: dict[str, str], production_image: str, postgres_image: str
+    container_engine: Engine, api: dict[str, str], production_image: str, postgres_image: str
 ) -> None:
     commands = readme_commands()
     folder = source_copy()
-    stack = Stack(engine, api, folder)
+    stack = Stack(container_engine, api, folder)
     try:
-        with health_checks(engine, stack):
+        with health_checks(container_engine, stack):
             stack.start(commands["up"])
             assert stack.comes_up(120), stack.output()
             migrate = [name for name in stack.containers() if "migrate" in name]
             assert len(migrate) == 1, stack.containers()
-            assert engine.inspect(migrate[0], "{{.State.ExitCode}}") == "0"
+            assert container_engine.inspect(migrate[0], "{{.State.ExitCode}}") == "0"
             calls = [("summation", "2", "3")] * 3 + [("factorial", "5")] * 2
             for call in calls:
                 result = ori("--host", "127.0.0.1", *call, port=stack.port)

@@ -10,5 +10,5 @@ from tests.containers.engine import Engine
 pytestmark = pytest.mark.containers
 
 
-def test_a_container_engine_answers(engine: Engine) -> None:
-    assert engine.out("version", "--format", "{{.Client.Version}}")
+def test_a_container_engine_answers(container_engine: Engine) -> None:
+    assert container_engine.out("version", "--format", "{{.Client.Version}}")

@@ -110,9 +110,9 @@ def rendered() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def pod(
-    engine: Engine, production_image: str, rendered: list[dict[str, Any]]
+    container_engine: Engine, production_image: str, rendered: list[dict[str, Any]]
 ) -> Iterator[tuple[str, dict[str, int]]]:
-    if not engine.is_podman:
+    if not container_engine.is_podman:
         pytest.skip("the Kubernetes pod check needs podman (`podman kube play`); Docker has none")
     suffix = str(os.getpid())
     folder = Path(tempfile.mkdtemp(prefix="oriserver-kube-"))
@@ -121,18 +121,18 @@ def pod(
     manifest = folder / "pod.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     name = f"{docs[-1]['metadata']['name']}-pod-0"
-    engine.pods.append(name)
+    container_engine.pods.append(name)
     spec = docs[-1]["spec"]["template"]["spec"]
-    engine.volumes += [v["name"] for v in spec["volumes"] if "emptyDir" in v]
+    container_engine.volumes += [v["name"] for v in spec["volumes"] if "emptyDir" in v]
     for secret, values in secrets.items():
-        engine.secrets.append(secret)
+        container_engine.secrets.append(secret)
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
-        engine.run("secret", "create", secret, "-", stdin=json.dumps(encoded))
+        container_engine.run("secret", "create", secret, "-", stdin=json.dumps(encoded))
     try:
-        engine.run("kube", "play", str(manifest), timeout=300)
+        container_engine.run("kube", "play", str(manifest), timeout=300)
         yield f"{name}-server", host_ports
     finally:
-        engine.run("kube", "down", str(manifest), check=False, timeout=120)
+        container_engine.run("kube", "down", str(manifest), check=False, timeout=120)
 
 
 def server_spec(rendered: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,29 +141,31 @@ def server_spec(rendered: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_the_pod_runs_under_its_security_context_with_its_empty_dir_mounts(
-    engine: Engine, pod: tuple[str, dict[str, int]], rendered: list[dict[str, Any]]
+    container_engine: Engine, pod: tuple[str, dict[str, int]], rendered: list[dict[str, Any]]
 ) -> None:
     name, _ = pod
     context = server_spec(rendered)["securityContext"]
     assert context["runAsNonRoot"] is True
-    assert engine.out("exec", name, "id", "-u") == str(context["runAsUser"])
-    assert engine.out("exec", name, "id", "-g") == str(context["runAsGroup"])
+    assert container_engine.out("exec", name, "id", "-u") == str(context["runAsUser"])
+    assert container_engine.out("exec", name, "id", "-g") == str(context["runAsGroup"])
     assert context["readOnlyRootFilesystem"] is True
-    write = engine.run("exec", name, "touch", "/opt/venv/probe", check=False)
+    write = container_engine.run("exec", name, "touch", "/opt/venv/probe", check=False)
     assert "Read-only file system" in write.stderr, write
     assert context["capabilities"]["drop"] == ["ALL"]
-    status = engine.out("exec", name, "grep", "-E", "^(CapEff|NoNewPrivs)", "/proc/1/status")
+    status = container_engine.out(
+        "exec", name, "grep", "-E", "^(CapEff|NoNewPrivs)", "/proc/1/status"
+    )
     assert status.split() == ["CapEff:", "0000000000000000", "NoNewPrivs:", "1"]
     spec = one(rendered, "Deployment", "oriserver")["spec"]["template"]["spec"]
     empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
     mounts = [m["mountPath"] for m in server_spec(rendered)["volumeMounts"] if m["name"] in empty_dirs]  # fmt: skip
     assert mounts, "the server declares an emptyDir mount"
     for path in mounts:
-        engine.run("exec", name, "touch", f"{path}/probe")
+        container_engine.run("exec", name, "touch", f"{path}/probe")
 
 
 def test_the_pod_serves_from_its_published_port_after_its_init_steps(
-    engine: Engine, pod: tuple[str, dict[str, int]], rendered: list[dict[str, Any]]
+    container_engine: Engine, pod: tuple[str, dict[str, int]], rendered: list[dict[str, Any]]
 ) -> None:
     name, host_ports = pod
     port = host_ports["grpc"]
@@ -172,12 +174,14 @@ def test_the_pod_serves_from_its_published_port_after_its_init_steps(
     assert (answer.returncode, answer.stdout) == (0, "5\n"), answer.stderr
     # The dev overlay answers only once a call's events are written (durability sync) and the
     # server does not migrate, so this answer means the migration ran before the server.
-    assert engine.out("exec", name, "printenv", "ORI_EVENTS_DURABILITY") == "sync"
-    assert engine.out("exec", name, "printenv", "ORI_DB_AUTO_MIGRATE") == "false"
+    assert container_engine.out("exec", name, "printenv", "ORI_EVENTS_DURABILITY") == "sync"
+    assert container_engine.out("exec", name, "printenv", "ORI_DB_AUTO_MIGRATE") == "false"
     password = secret_values(one(rendered, "Secret", "oriserver-db"))["password"]
-    assert engine.out("exec", name, "printenv", "PGPASSWORD") == password
-    tokens = engine.out("exec", name, "printenv", "ORI_EVENTS_API_TOKENS_FILE")
-    totals = engine.run("exec", name, "ori", "--token-file", tokens, "totals", check=False)
+    assert container_engine.out("exec", name, "printenv", "PGPASSWORD") == password
+    tokens = container_engine.out("exec", name, "printenv", "ORI_EVENTS_API_TOKENS_FILE")
+    totals = container_engine.run(
+        "exec", name, "ori", "--token-file", tokens, "totals", check=False
+    )
     assert totals.returncode == 0, totals.stderr
 
 
@@ -191,10 +195,13 @@ def probe_command(probe: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
 def test_the_commands_of_the_probes_succeed_inside_the_pod(
-    engine: Engine, pod: tuple[str, dict[str, int]], rendered: list[dict[str, Any]], probe: str
+    container_engine: Engine,
+    pod: tuple[str, dict[str, int]],
+    rendered: list[dict[str, Any]],
+    probe: str,
 ) -> None:
     name, host_ports = pod
     assert wait_for(lambda: ori("--host", "127.0.0.1", "health", port=host_ports["grpc"]).returncode == 0, 60)  # fmt: skip
     command = probe_command(server_spec(rendered)[probe])
-    result = engine.run("exec", name, *command, check=False)
+    result = container_engine.run("exec", name, *command, check=False)
     assert (result.returncode, result.stdout) == (0, "SERVING\n"), result.stderr
