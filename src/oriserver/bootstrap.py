@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oriserver")
 
-WATCH_STREAMS = 16  # health Watch streams per process, beyond the subscriptions (native engine)
+WATCH_STREAMS = 16  # health Watch streams (each holds a thread), beyond the subscriptions
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ code; only the object that owns the port differs (see docs/serving.md):
 - ``grpcio`` (the default): grpc-core does HTTP/2 and calls Python handlers on a
   small thread pool. Streams get a pool of their own (grpc's per-handler
   ``experimental_thread_pool``), so that live subscriptions never take the
-  threads that calculations need; health Watch is non-blocking and holds none.
+  threads that calculations need (health Watch is one of them).
   Health Check and the events API's unary reads get a small pool of their own.
 - ``native``: pygrpc-native does HTTP/2 and gRPC framing in Rust, outside the
   GIL, and hands calls to the same handlers. It has no TLS and does not close

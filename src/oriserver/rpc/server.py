@@ -93,8 +93,11 @@ def create_server(parts: ServerParts, address: str, tls: TlsSettings | None = No
     # while sync calls wait for a stalled database, and event-API reads must not hold up
     # calculations (where the engine honours per-handler pools: grpcio does).
     registrar = WrappingRegistrar(server, wrappers, engine.stream_pool, engine.side_pool)
-    # Non-blocking Watch: grpcio sends a status change through a callback, holding no thread.
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    # Blocking Watch: each watcher holds a stream thread. grpc_health's non-blocking Watch
+    # sends its first status while holding the servicer's lock, and grpcio's send waits for
+    # the serving thread, which may itself be waiting for that lock to close another Watch:
+    # a deadlock seen in the test suite (set_all then hangs a shutdown for good).
+    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     services: tuple[str, ...] = (MATHHELPER_SERVICE,)
     if parts.events is not None:
