@@ -275,7 +275,7 @@ def _build_events(
         sync=events.sync,
         timeout_s=events.db_timeout_s,
         on_availability=on_availability,
-        on_written=watcher.poke,
+        on_written=watcher.advanced,
     )
     wired = Events(shipper, host, watcher, EventsServicer(reads, watcher, settings.api, end_call))
     lifecycle.add(shipper.start, lambda: shipper.stop(events.shutdown_flush_s))

@@ -15,7 +15,7 @@ from oriserver.config.database import DatabaseUrl
 from oriserver.errors import RecordingUnavailable, StoreUnavailable
 from oriserver.eventhost.client import InlineHost
 from oriserver.recording.shipper import SYNC_MARGIN_S, CallShipper
-from oriserver.service.ports import CallSink, EventStore
+from oriserver.service.ports import Appended, CallSink, EventStore
 from oriserver.store.factory import open_store
 from oriserver.store.memory import InMemoryEventStore
 from tests.support.calls import inline_sink, records, summation_record
@@ -73,7 +73,7 @@ class StalledSink:
         self.release = threading.Event()
         self.calls = 0
 
-    def append_calls(self, origin, first_seq, records, timeout_s) -> int:  # type: ignore[no-untyped-def]
+    def append_calls(self, origin, first_seq, records, timeout_s) -> Appended:  # type: ignore[no-untyped-def]
         self.calls += 1
         self.release.wait(30)
         return self._inner.append_calls(origin, first_seq, records, timeout_s)
@@ -375,7 +375,7 @@ class LostAckSink:
         self._inner = inner
         self.calls = 0
 
-    def append_calls(self, origin, first_seq, records, timeout_s) -> int:  # type: ignore[no-untyped-def]
+    def append_calls(self, origin, first_seq, records, timeout_s) -> Appended:  # type: ignore[no-untyped-def]
         self.calls += 1
         stored = self._inner.append_calls(origin, first_seq, records, timeout_s)
         if self.calls == 1:

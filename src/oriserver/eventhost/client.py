@@ -41,6 +41,7 @@ from oriserver.eventhost.messages import (
     Stop,
 )
 from oriserver.service.calls import CallRecord
+from oriserver.service.ports import Appended
 
 if TYPE_CHECKING:
     from oriserver.config.settings import Settings
@@ -85,8 +86,9 @@ class InlineHost:
 
     def append_calls(
         self, origin: int, first_seq: int, records: list[CallRecord], timeout_s: float
-    ) -> int:
-        return self._call(AppendCalls(origin, first_seq, records)).stored
+    ) -> Appended:
+        done = self._call(AppendCalls(origin, first_seq, records))
+        return Appended(done.stored, done.head)
 
     def ping(self, timeout_s: float) -> None:
         self._call(Ping())
@@ -119,8 +121,9 @@ class ProcessHost:
 
     def append_calls(
         self, origin: int, first_seq: int, records: list[CallRecord], timeout_s: float
-    ) -> int:
-        return self._call(AppendCalls(origin, first_seq, records), timeout_s).stored
+    ) -> Appended:
+        done = self._call(AppendCalls(origin, first_seq, records), timeout_s)
+        return Appended(done.stored, done.head)
 
     def ping(self, timeout_s: float) -> None:
         self._call(Ping(), timeout_s)

@@ -53,7 +53,7 @@ class CallShipper:
         sync: bool,
         timeout_s: float,
         on_availability: Callable[[bool], None] | None = None,
-        on_written: Callable[[], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> None:
         self._sink = sink
         self._per_batch = max(1, batch_events // EVENTS_PER_CALL)
@@ -244,7 +244,7 @@ class CallShipper:
         records = [record for record, _ in entries]
         started = time.monotonic()
         try:
-            stored = self._sink.append_calls(self._origin, first_seq, records, self._timeout_s)
+            appended = self._sink.append_calls(self._origin, first_seq, records, self._timeout_s)
         except StoreError as error:
             self._failed(error, entries)
             return False
@@ -256,7 +256,7 @@ class CallShipper:
         stats = self.stats
         confirmed = EVENTS_PER_CALL * len(entries)
         stats.appended += confirmed
-        stats.already_stored += confirmed - stored
+        stats.already_stored += confirmed - appended.stored
         stats.flushes += 1
         stats.last_batch_size = EVENTS_PER_CALL * len(entries)
         stats.flush_seconds_total += seconds
@@ -267,7 +267,7 @@ class CallShipper:
             if waiter is not None:
                 waiter.settle(None)
         if self._on_written is not None:
-            self._on_written()
+            self._on_written(appended.head)
         return True
 
     def _failed(self, error: StoreError, entries: list[Entry]) -> None:

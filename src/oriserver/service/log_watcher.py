@@ -1,9 +1,11 @@
 """Tells live subscriptions when the log grows, whichever instance wrote to it.
 
-One poll of ``head()`` per interval serves every subscriber in the process; a
-local append wakes the poller at once (``poke``), so events written here stream
-without waiting for the next interval. ``close`` wakes every waiter for good,
-so that subscriptions end at shutdown.
+One poll of ``head()`` per interval serves every subscriber in the process and
+finds what other instances wrote. A local append reports its committed head
+(``advanced``), so events written here stream at once without a query: in sync
+mode, where batches are small, a query per batch cost the serving process more
+than the calls' own work. ``close`` wakes every waiter for good, so that
+subscriptions end at shutdown.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ class LogWatcher:
         self._interval_s = interval_s
         self._on_availability = on_availability
         self._changed = threading.Condition()
-        self._poke = threading.Event()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="log-watcher", daemon=True)
         self._warnings = RateLimit(30.0)
+        self._advances = 0  # local appends reported, so a poll can tell it answered late
         self.head = 0
         self.available: bool | None = None
 
@@ -46,15 +49,22 @@ class LogWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._poke.set()
+        self._wake.set()
         with self._changed:
             self._changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(5)
 
     def poke(self) -> None:
-        """Look now: something was just appended here. Safe from any thread."""
-        self._poke.set()
+        """Query the head now rather than at the next interval. Safe from any thread."""
+        self._wake.set()
+
+    def advanced(self, head: int) -> None:
+        """A local append committed up to head (a later poll may have passed it already).
+        Safe from any thread."""
+        self._advances += 1
+        if head > self.head:
+            self._move_to(head)
 
     def wait_beyond(self, position: int, timeout_s: float) -> bool:
         """Wait until the head passes position (True), or the timeout or close ends it."""
@@ -68,18 +78,24 @@ class LogWatcher:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
+            advances = self._advances
             try:
                 head = self._store.head()
             except StoreError as error:
                 self._set_available(False, str(error))
             else:
                 self._set_available(True, "")
-                if head != self.head:
-                    with self._changed:
-                        self.head = head
-                        self._changed.notify_all()
-            self._poke.wait(self._interval_s)
-            self._poke.clear()
+                # As the store says (a restored database may be behind us), unless a local
+                # append reported a newer head while the query ran.
+                self._move_to(head, force=advances == self._advances)
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+
+    def _move_to(self, head: int, *, force: bool = False) -> None:
+        with self._changed:
+            if head > self.head or (force and head != self.head):
+                self.head = head
+                self._changed.notify_all()
 
     def _set_available(self, available: bool, reason: str) -> None:
         if available is self.available:

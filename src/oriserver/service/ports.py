@@ -138,10 +138,11 @@ class CallSink(Protocol):
 
     def append_calls(
         self, origin: int, first_seq: int, records: list[CallRecord], timeout_s: float
-    ) -> int:
+    ) -> Appended:
         """Commit the records' events (two each) in one transaction; returns the events stored
-        (duplicates of an earlier attempt are skipped). Raises StoreUnavailable when the store
-        cannot be reached within ``timeout_s``, SchemaNotReady, or StoreError."""
+        (duplicates of an earlier attempt are skipped) and the committed head after them.
+        Raises StoreUnavailable when the store cannot be reached within ``timeout_s``,
+        SchemaNotReady, or StoreError."""
 
     def ping(self, timeout_s: float) -> None:
         """Raise StoreUnavailable (or SchemaNotReady) unless the store can take writes."""
