@@ -14,6 +14,7 @@ from oriserver.cli.client_config import ClientDefaults, client_defaults
 from oriserver.config import ConfigError, Settings, load_settings
 from oriserver.config.database import DatabaseUrl
 from oriserver.config.env import REGISTRY, Variable
+from oriserver.config.serving import SYNC_DURABILITY_THREADS, THREADS
 from tests.security.pki import Pki, make_pki
 
 
@@ -292,3 +293,12 @@ def test_a_variable_documented_as_empty_leaves_its_settings_empty(tmp_path: Path
         if variable.documented_default == "(empty)":
             filled = {path: unset[path] for path in controlled if unset[path]}
             assert not filled, f"{variable.name} is documented as empty, but unset gives {filled}"
+
+
+def test_sync_durability_runs_calculations_on_more_threads_unless_told() -> None:
+    """Sync calls wait for commits, so more of them can share one; a set value stands."""
+    fixed = int(THREADS.default)
+    assert load_settings({}).serving.threads == fixed
+    sync = {"ORI_EVENTS_DURABILITY": "sync"}
+    assert load_settings(sync).serving.threads == SYNC_DURABILITY_THREADS > fixed
+    assert load_settings({**sync, "ORI_SERVER_THREADS": str(fixed)}).serving.threads == fixed

@@ -326,7 +326,8 @@ def _tracing_exporter(environ: Mapping[str, str]) -> TracingExporter:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parse every ORI_* variable; raise ConfigError naming the first bad one."""
     env = EnvReader(environ)
-    serving = load_serving(env)  # first: it names what the native engine cannot do
+    # Serving first: it names what the native engine cannot do.
+    serving = load_serving(env, sync_durability=env.get(DURABILITY) is Durability.SYNC)
     transport = load_transport(env)
     return Settings(
         listen_host=env.get(LISTEN_HOST),
