@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -60,6 +61,31 @@ _LOCK_START = (
     "INSERT INTO log_start (singleton, first_position) VALUES (true, 1) ON CONFLICT (singleton) "
     "DO UPDATE SET first_position = log_start.first_position RETURNING first_position"
 )
+
+
+_APPEND_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+# Creates the checkpoint row on first use and locks it either way, in one statement.
+_LOCK_CHECKPOINT = (
+    "INSERT INTO checkpoints (name, position) VALUES (%s, 0) ON CONFLICT (name) "
+    "DO UPDATE SET position = checkpoints.position RETURNING position"
+)
+_SELECT_TOTALS = "SELECT method, requested, succeeded, failed FROM running_totals"
+
+
+@dataclass(slots=True)
+class _AppendStart:
+    """What an append learns under the append lock: the head, and, when it projects, the
+    totals' checkpoint (locked) and the totals."""
+
+    head: int
+    checkpoint: int | None = None
+    totals: RunningTotals | None = None
+
+
+def _int(cursor: psycopg.Cursor[Any]) -> int:
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _first_line(error: BaseException) -> str:
@@ -146,35 +172,42 @@ class PostgresEventStore:
             return Appended(0, self.head())
         try:
             with self._transaction() as connection:
-                head_before = self._lock_appends(connection)
+                start = self._lock_appends(connection, project)
                 with connection.cursor() as cursor:
                     pgcopy.copy_rows(cursor, _COPY_EVENTS, rows)
                 head = self._last_position(connection)
-                projected = project and self._project(
-                    connection, head_before, head, count_rows(rows)
-                )
+                projected = self._project(connection, start, head, count_rows(rows))
                 return Appended(len(rows), head, projected)
         except StoreError as error:
             if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
                 raise
         with self._transaction() as connection:
-            head_before = self._lock_appends(connection)
+            start = self._lock_appends(connection, project)
             connection.execute(_STAGING)
             with connection.cursor() as cursor:
                 pgcopy.copy_rows(cursor, _COPY_STAGING, rows)
                 stored = cursor.execute(_MERGE_STAGING).fetchall()
-            head = self._last_position(connection) if stored else head_before
-            counts = count_types(stored)
-            projected = (
-                project and bool(stored) and self._project(connection, head_before, head, counts)
-            )
+            head = self._last_position(connection) if stored else start.head
+            projected = bool(stored) and self._project(connection, start, head, count_types(stored))
             return Appended(len(stored), head, projected)
 
     @staticmethod
-    def _lock_appends(connection: psycopg.Connection[Any]) -> int:
-        """Take the append lock (see the module docstring); returns the head under it."""
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-        return PostgresEventStore._scalar(connection, _HEAD)
+    def _lock_appends(connection: psycopg.Connection[Any], project: bool) -> _AppendStart:
+        """Take the append lock (see the module docstring) and read the head under it; to
+        project, also lock the totals' checkpoint and read the totals. One round trip: the
+        statements go as a pipeline, and each still runs after the one before, with its own
+        snapshot, so the head is read after the lock is held."""
+        with connection.pipeline():
+            connection.execute(_APPEND_LOCK, (APPEND_LOCK_KEY,))
+            head = connection.execute(_HEAD)
+            if project:
+                checkpoint = connection.execute(_LOCK_CHECKPOINT, (TOTALS_PROJECTION,))
+                totals = connection.execute(_SELECT_TOTALS)
+        start = _AppendStart(_int(head))
+        if project:
+            start.checkpoint = _int(checkpoint)
+            start.totals = sql_common.totals_from_rows(totals.fetchall())
+        return start
 
     @staticmethod
     def _last_position(connection: psycopg.Connection[Any]) -> int:
@@ -183,16 +216,16 @@ class PostgresEventStore:
     def _project(
         self,
         connection: psycopg.Connection[Any],
-        head_before: int,
+        start: _AppendStart,
         head: int,
         counts: Mapping[tuple[type[Event], Method], int],
     ) -> bool:
         """Fold the counts of what this transaction stored into the totals, if they stood
-        at head_before; otherwise the projection is behind and its runner catches up."""
-        checkpoint = self._lock_checkpoint(connection, TOTALS_PROJECTION)
-        if checkpoint != head_before:
+        at the head before it; otherwise the projection is behind and its runner catches up."""
+        if start.totals is None or start.checkpoint != start.head:
             return False
-        self._store_totals(connection, fold_counts(self._totals(connection), counts), head)
+        with connection.pipeline():
+            self._store_totals(connection, fold_counts(start.totals, counts), head)
         return True
 
     def read(
@@ -264,8 +297,7 @@ class PostgresEventStore:
 
     @staticmethod
     def _totals(connection: psycopg.Connection[Any]) -> RunningTotals:
-        rows = connection.execute("SELECT method, requested, succeeded, failed FROM running_totals")
-        return sql_common.totals_from_rows(rows.fetchall())
+        return sql_common.totals_from_rows(connection.execute(_SELECT_TOTALS).fetchall())
 
     def _store_totals(
         self, connection: psycopg.Connection[Any], totals: RunningTotals, checkpoint: int
@@ -283,15 +315,7 @@ class PostgresEventStore:
     @staticmethod
     def _lock_checkpoint(connection: psycopg.Connection[Any], name: str) -> int:
         """Create the row if needed and lock it, so concurrent runners take turns."""
-        connection.execute(
-            "INSERT INTO checkpoints (name, position) VALUES (%s, 0) ON CONFLICT (name) DO NOTHING",
-            (name,),
-        )
-        row = connection.execute(
-            "SELECT position FROM checkpoints WHERE name = %s FOR UPDATE", (name,)
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return _int(connection.execute(_LOCK_CHECKPOINT, (name,)))
 
     @staticmethod
     def _checkpoint(connection: psycopg.Connection[Any], name: str) -> int | None:
