@@ -54,7 +54,8 @@ _MERGE_STAGING = (
 _HEAD = sql_common.HEAD
 # The identity value of the last row this transaction inserted: the new head, since
 # appends hold the append lock (no other writer can insert meanwhile).
-_LAST_POSITION = "SELECT currval(pg_get_serial_sequence('events', 'position'))"
+_CURRENT_HEAD = "currval(pg_get_serial_sequence('events', 'position'))"
+_LAST_POSITION = f"SELECT {_CURRENT_HEAD}"
 _EPOCH_NOW = "extract(epoch from clock_timestamp())"
 # Creates the row on first use and locks it either way: concurrent removals take turns.
 _LOCK_START = (
@@ -68,6 +69,10 @@ _APPEND_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _LOCK_CHECKPOINT = (
     "INSERT INTO checkpoints (name, position) VALUES (%s, 0) ON CONFLICT (name) "
     "DO UPDATE SET position = checkpoints.position RETURNING position"
+)
+_SAVE_CHECKPOINT = (
+    "INSERT INTO checkpoints (name, position) VALUES (%s, {position}) ON CONFLICT (name) "
+    "DO UPDATE SET position = excluded.position, updated_at = now()"
 )
 _SELECT_TOTALS = "SELECT method, requested, succeeded, failed FROM running_totals"
 
@@ -175,8 +180,7 @@ class PostgresEventStore:
                 start = self._lock_appends(connection, project)
                 with connection.cursor() as cursor:
                     pgcopy.copy_rows(cursor, _COPY_EVENTS, rows)
-                head = self._last_position(connection)
-                projected = self._project(connection, start, head, count_rows(rows))
+                head, projected = self._finish(connection, start, count_rows(rows))
                 return Appended(len(rows), head, projected)
         except StoreError as error:
             if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
@@ -187,8 +191,9 @@ class PostgresEventStore:
             with connection.cursor() as cursor:
                 pgcopy.copy_rows(cursor, _COPY_STAGING, rows)
                 stored = cursor.execute(_MERGE_STAGING).fetchall()
-            head = self._last_position(connection) if stored else start.head
-            projected = bool(stored) and self._project(connection, start, head, count_types(stored))
+            if not stored:
+                return Appended(0, start.head)
+            head, projected = self._finish(connection, start, count_types(stored))
             return Appended(len(stored), head, projected)
 
     @staticmethod
@@ -209,24 +214,22 @@ class PostgresEventStore:
             start.totals = sql_common.totals_from_rows(totals.fetchall())
         return start
 
-    @staticmethod
-    def _last_position(connection: psycopg.Connection[Any]) -> int:
-        return PostgresEventStore._scalar(connection, _LAST_POSITION)
-
-    def _project(
+    def _finish(
         self,
         connection: psycopg.Connection[Any],
         start: _AppendStart,
-        head: int,
         counts: Mapping[tuple[type[Event], Method], int],
-    ) -> bool:
-        """Fold the counts of what this transaction stored into the totals, if they stood
-        at the head before it; otherwise the projection is behind and its runner catches up."""
-        if start.totals is None or start.checkpoint != start.head:
-            return False
+    ) -> tuple[int, bool]:
+        """The new head, and whether the counts of what this transaction stored were folded
+        into the totals: only if they stood at the head before it (otherwise the projection
+        is behind and its runner catches up). One round trip: the checkpoint is saved at
+        the head by the database itself."""
+        projecting = start.totals is not None and start.checkpoint == start.head
         with connection.pipeline():
-            self._store_totals(connection, fold_counts(start.totals, counts), head)
-        return True
+            head = connection.execute(_LAST_POSITION)
+            if start.totals is not None and projecting:
+                self._store_totals(connection, fold_counts(start.totals, counts), None)
+        return _int(head), projecting
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
@@ -300,8 +303,9 @@ class PostgresEventStore:
         return sql_common.totals_from_rows(connection.execute(_SELECT_TOTALS).fetchall())
 
     def _store_totals(
-        self, connection: psycopg.Connection[Any], totals: RunningTotals, checkpoint: int
+        self, connection: psycopg.Connection[Any], totals: RunningTotals, checkpoint: int | None
     ) -> None:
+        """Write the totals and their checkpoint; None: the head this transaction appended."""
         with connection.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO running_totals (method, requested, succeeded, failed) VALUES (%s, %s, %s, %s) "
@@ -325,12 +329,14 @@ class PostgresEventStore:
         return None if row is None else int(row[0])
 
     @staticmethod
-    def _save_checkpoint(connection: psycopg.Connection[Any], name: str, position: int) -> None:
-        connection.execute(
-            "INSERT INTO checkpoints (name, position) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
-            "SET position = excluded.position, updated_at = now()",
-            (name, position),
-        )
+    def _save_checkpoint(
+        connection: psycopg.Connection[Any], name: str, position: int | None
+    ) -> None:
+        """None: at the head this transaction appended."""
+        if position is None:
+            connection.execute(_SAVE_CHECKPOINT.format(position=_CURRENT_HEAD), (name,))
+        else:
+            connection.execute(_SAVE_CHECKPOINT.format(position="%s"), (name, position))
 
     def load_checkpoint(self, name: str) -> int | None:
         with self._transaction() as connection:
