@@ -226,6 +226,8 @@ class CallShipper:
         entries: list[Entry] = []
         with self._lock:
             buffer = self._buffer
+            if not self._sync:  # no waiters: nothing to skip or mark
+                entries = [buffer.popleft() for _ in range(min(len(buffer), self._per_batch))]
             while buffer and len(entries) < self._per_batch:
                 entry = buffer.popleft()
                 waiter = entry[1]
@@ -263,9 +265,10 @@ class CallShipper:
         stats.last_success_wall = time.time()
         self._flushes.append((seconds, EVENTS_PER_CALL * len(entries)))
         self._set_available(True, "")
-        for _, waiter in entries:
-            if waiter is not None:
-                waiter.settle(None)
+        if self._sync:
+            for _, waiter in entries:
+                if waiter is not None:
+                    waiter.settle(None)
         if self._on_written is not None:
             self._on_written(appended.head)
         return True
