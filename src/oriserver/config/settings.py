@@ -324,9 +324,8 @@ def _tracing_exporter(environ: Mapping[str, str]) -> TracingExporter:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Parse every ORI_* variable; raise ConfigError naming the first bad one."""
+    """Parse every ORI_* variable, serving first; raise ConfigError naming the first bad one."""
     env = EnvReader(environ)
-    # Serving first: it names what the native engine cannot do.
     serving = load_serving(env, sync_durability=env.get(DURABILITY) is Durability.SYNC)
     transport = load_transport(env)
     return Settings(
