@@ -18,7 +18,7 @@ from oriserver.service.projection import ProjectionRunner
 from oriserver.service.retention import archive
 from oriserver.store.archive_file import ArchiveWriter
 from oriserver.store.factory import open_store
-from oriserver.store.postgres import APPEND_LOCK_KEY
+from oriserver.store.postgres_sql import APPEND_LOCK_KEY
 from oriserver.store.rows import rows_from_records
 from tests.support.events import many
 

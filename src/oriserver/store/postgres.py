@@ -34,47 +34,9 @@ from oriserver.service.ports import (
     Step,
 )
 from oriserver.store import pgcopy, sql_common
-from oriserver.store.rows import COLUMNS, count_rows, count_types, from_row, to_row
+from oriserver.store import postgres_sql as pg_sql
+from oriserver.store.rows import count_rows, count_types, from_row, to_row
 from oriserver.store.stall_guard import StallGuard
-
-APPEND_LOCK_KEY = 0x6F72690002  # "ori" + 2: serialises appends (see module docstring)
-
-_COLUMN_LIST = ", ".join(COLUMNS)
-_COPY_EVENTS = f"COPY events ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events) ON COMMIT DELETE ROWS; "
-    "ALTER TABLE events_staging DROP COLUMN IF EXISTS position, DROP COLUMN IF EXISTS created_at, "
-    "ADD COLUMN IF NOT EXISTS ord bigserial"
-)
-_COPY_STAGING = f"COPY events_staging ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_MERGE_STAGING = (
-    f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM events_staging "  # noqa: S608
-    "ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING event_type, method"
-)
-_HEAD = sql_common.HEAD
-# The identity value of the last row this transaction inserted: the new head, since
-# appends hold the append lock (no other writer can insert meanwhile).
-_CURRENT_HEAD = "currval(pg_get_serial_sequence('events', 'position'))"
-_LAST_POSITION = f"SELECT {_CURRENT_HEAD}"
-_EPOCH_NOW = "extract(epoch from clock_timestamp())"
-# Creates the row on first use and locks it either way: concurrent removals take turns.
-_LOCK_START = (
-    "INSERT INTO log_start (singleton, first_position) VALUES (true, 1) ON CONFLICT (singleton) "
-    "DO UPDATE SET first_position = log_start.first_position RETURNING first_position"
-)
-
-
-_APPEND_LOCK = "SELECT pg_advisory_xact_lock(%s)"
-# Creates the checkpoint row on first use and locks it either way, in one statement.
-_LOCK_CHECKPOINT = (
-    "INSERT INTO checkpoints (name, position) VALUES (%s, 0) ON CONFLICT (name) "
-    "DO UPDATE SET position = checkpoints.position RETURNING position"
-)
-_SAVE_CHECKPOINT = (
-    "INSERT INTO checkpoints (name, position) VALUES (%s, {position}) ON CONFLICT (name) "
-    "DO UPDATE SET position = excluded.position, updated_at = now()"
-)
-_SELECT_TOTALS = "SELECT method, requested, succeeded, failed FROM running_totals"
 
 
 @dataclass(slots=True)
@@ -179,7 +141,7 @@ class PostgresEventStore:
             with self._transaction() as connection:
                 start = self._lock_appends(connection, project)
                 with connection.cursor() as cursor:
-                    pgcopy.copy_rows(cursor, _COPY_EVENTS, rows)
+                    pgcopy.copy_rows(cursor, pg_sql.COPY_EVENTS, rows)
                 head, projected = self._finish(connection, start, count_rows(rows))
                 return Appended(len(rows), head, projected)
         except StoreError as error:
@@ -187,10 +149,10 @@ class PostgresEventStore:
                 raise
         with self._transaction() as connection:
             start = self._lock_appends(connection, project)
-            connection.execute(_STAGING)
+            connection.execute(pg_sql.STAGING)
             with connection.cursor() as cursor:
-                pgcopy.copy_rows(cursor, _COPY_STAGING, rows)
-                stored = cursor.execute(_MERGE_STAGING).fetchall()
+                pgcopy.copy_rows(cursor, pg_sql.COPY_STAGING, rows)
+                stored = cursor.execute(pg_sql.MERGE_STAGING).fetchall()
             if not stored:
                 return Appended(0, start.head)
             head, projected = self._finish(connection, start, count_types(stored))
@@ -203,11 +165,11 @@ class PostgresEventStore:
         statements go as a pipeline, and each still runs after the one before, with its own
         snapshot, so the head is read after the lock is held."""
         with connection.pipeline():
-            connection.execute(_APPEND_LOCK, (APPEND_LOCK_KEY,))
-            head = connection.execute(_HEAD)
+            connection.execute(pg_sql.APPEND_LOCK, (pg_sql.APPEND_LOCK_KEY,))
+            head = connection.execute(sql_common.HEAD)
             if project:
-                checkpoint = connection.execute(_LOCK_CHECKPOINT, (TOTALS_PROJECTION,))
-                totals = connection.execute(_SELECT_TOTALS)
+                checkpoint = connection.execute(pg_sql.LOCK_CHECKPOINT, (TOTALS_PROJECTION,))
+                totals = connection.execute(pg_sql.SELECT_TOTALS)
         start = _AppendStart(_int(head))
         if project:
             start.checkpoint = _int(checkpoint)
@@ -226,7 +188,7 @@ class PostgresEventStore:
         the head by the database itself."""
         projecting = start.totals is not None and start.checkpoint == start.head
         with connection.pipeline():
-            head = connection.execute(_LAST_POSITION)
+            head = connection.execute(pg_sql.LAST_POSITION)
             if start.totals is not None and projecting:
                 self._store_totals(connection, fold_counts(start.totals, counts), None)
         return _int(head), projecting
@@ -244,7 +206,7 @@ class PostgresEventStore:
 
     def head(self) -> int:
         with self._transaction() as connection:
-            return self._scalar(connection, _HEAD)
+            return self._scalar(connection, sql_common.HEAD)
 
     def first_position(self) -> int:
         with self._transaction() as connection:
@@ -257,10 +219,10 @@ class PostgresEventStore:
         removed = 0
         for low, high in sql_common.removal_batches(first, before, batch):
             with self._transaction() as connection:
-                found = self._scalar(connection, _LOCK_START)
+                found = self._scalar(connection, pg_sql.LOCK_START)
                 if found != low:
                     raise StoreError(sql_common.stale_start(found, low))
-                if high > (head := self._scalar(connection, _HEAD)) + 1:
+                if high > (head := self._scalar(connection, sql_common.HEAD)) + 1:
                     raise StoreError(f"cannot remove up to {high}: the head is {head}")
                 cursor = connection.execute(
                     "DELETE FROM events WHERE position >= %s AND position < %s", (low, high)
@@ -300,7 +262,7 @@ class PostgresEventStore:
 
     @staticmethod
     def _totals(connection: psycopg.Connection[Any]) -> RunningTotals:
-        return sql_common.totals_from_rows(connection.execute(_SELECT_TOTALS).fetchall())
+        return sql_common.totals_from_rows(connection.execute(pg_sql.SELECT_TOTALS).fetchall())
 
     def _store_totals(
         self, connection: psycopg.Connection[Any], totals: RunningTotals, checkpoint: int | None
@@ -308,9 +270,7 @@ class PostgresEventStore:
         """Write the totals and their checkpoint; None: the head this transaction appended."""
         with connection.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO running_totals (method, requested, succeeded, failed) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (method) DO UPDATE SET requested = excluded.requested, "
-                "succeeded = excluded.succeeded, failed = excluded.failed",
+                pg_sql.STORE_TOTALS,
                 sql_common.totals_to_rows(totals),
             )
         self._save_checkpoint(connection, TOTALS_PROJECTION, checkpoint)
@@ -319,7 +279,7 @@ class PostgresEventStore:
     @staticmethod
     def _lock_checkpoint(connection: psycopg.Connection[Any], name: str) -> int:
         """Create the row if needed and lock it, so concurrent runners take turns."""
-        return _int(connection.execute(_LOCK_CHECKPOINT, (name,)))
+        return _int(connection.execute(pg_sql.LOCK_CHECKPOINT, (name,)))
 
     @staticmethod
     def _checkpoint(connection: psycopg.Connection[Any], name: str) -> int | None:
@@ -334,9 +294,9 @@ class PostgresEventStore:
     ) -> None:
         """None: at the head this transaction appended."""
         if position is None:
-            connection.execute(_SAVE_CHECKPOINT.format(position=_CURRENT_HEAD), (name,))
+            connection.execute(pg_sql.SAVE_CHECKPOINT.format(position=pg_sql.CURRENT_HEAD), (name,))
         else:
-            connection.execute(_SAVE_CHECKPOINT.format(position="%s"), (name, position))
+            connection.execute(pg_sql.SAVE_CHECKPOINT.format(position="%s"), (name, position))
 
     def load_checkpoint(self, name: str) -> int | None:
         with self._transaction() as connection:
@@ -354,9 +314,9 @@ class PostgresEventStore:
     def try_lease(self, name: str, holder: str, ttl_s: float) -> bool:
         with self._transaction() as connection:
             row = connection.execute(
-                f"INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, {_EPOCH_NOW} + %s) "  # noqa: S608
+                f"INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, {pg_sql.EPOCH_NOW} + %s) "  # noqa: S608
                 "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
-                f"WHERE leases.holder = excluded.holder OR leases.expires_at < {_EPOCH_NOW} RETURNING holder",
+                f"WHERE leases.holder = excluded.holder OR leases.expires_at < {pg_sql.EPOCH_NOW} RETURNING holder",
                 (name, holder, ttl_s),
             ).fetchone()
         return row is not None
