@@ -168,41 +168,17 @@ def _process_cpu(pid: int) -> float:
 
 
 def _measure_h2load(ctx: Context, config: Config, port: int, server_pid: int, run: Run) -> None:
-    """h2load warms up, then measures; the server's CPU is read before and after the window."""
+    """h2load warms up, then measures the whole window as one slice (``_h2load_window``)."""
     o = ctx.options
-    connections = min(o.connections, config.concurrency)
-    streams = max(1, config.concurrency // connections)
-    methods = h2load.methods(o.mix)
-    cpus = LOAD_CPUS if pinned(ctx) else None
-    db_pid = ctx.postgres().pid if config.database == "postgresql" else None
-    kwargs = {"connections": connections, "streams": streams, "methods": methods, "cpus": cpus}
-    warm = h2load.run(port, duration_s=o.warmup_s, **kwargs) if o.warmup_s > 0 else None
-    busy_before = machine_busy_cpu()
-    server_before, db_before = tree_cpu(server_pid), _cpu(db_pid)
-    serving_before = _process_cpu(server_pid)
-    result = h2load.run(port, duration_s=o.duration_s, **kwargs)
-    serving_after = _process_cpu(server_pid)
-    server_after, db_after = tree_cpu(server_pid), _cpu(db_pid)
-    busy_after = machine_busy_cpu()
-    errors = {"stream errors": result.failed} if result.failed else {}
-    if not result.right:
-        # A gRPC error is an HTTP/2 success without a reply message: the bytes tell.
-        errors["wrong or missing replies"] = 1
-    run.load = LoadResult(
-        window_s=result.seconds,
-        ok=result.succeeded if not errors else 0,
-        errors=errors,
-        client_cpu_s=result.cpu_s,
-        calls_including_warmup=result.succeeded + (warm.succeeded if warm else 0),
-    )
-    if errors:
-        run.failure = f"h2load: {errors} in {result.succeeded} responses"
-    run.server_cpu_s = server_after[0] - server_before[0]
-    run.serving_cpu_s = serving_after - serving_before
-    run.server_procs = max(server_before[1], server_after[1])
-    run.db_cpu_s = None if db_pid is None else db_after - db_before
-    ours = run.server_cpu_s + (run.db_cpu_s or 0.0) + result.cpu_s
-    run.other_cpu_s = max(0.0, busy_after - busy_before - ours)
+    warm = Run(run.label, run.round)
+    if o.warmup_s > 0:
+        _h2load_window(ctx, config, port, server_pid, o.warmup_s, warm, settle_s=0.0)
+    _h2load_window(ctx, config, port, server_pid, o.duration_s, run, settle_s=0.0)
+    if run.load is not None and warm.load is not None:
+        warm_calls = warm.load.calls_including_warmup
+        run.load = replace(
+            run.load, calls_including_warmup=run.load.calls_including_warmup + warm_calls
+        )
 
 
 def _measure(ctx: Context, config: Config, target: str, server_pid: int, run: Run) -> None:
@@ -325,8 +301,16 @@ class _Live:
 
 def _slice(ctx: Context, live: _Live, seconds: float, run: Run) -> None:
     """One slice of load on one server; its CPU and calls are added to ``run``."""
+    server = live.server
+    _h2load_window(ctx, live.config, server.port, server.process.pid, seconds, run, SETTLE_S)
+
+
+def _h2load_window(  # noqa: PLR0917 - one window's every input, from two callers
+    ctx: Context, config: Config, port: int, pid: int, seconds: float, run: Run, settle_s: float
+) -> None:
+    """h2load on one server for ``seconds``; the CPU and calls of the window are added to
+    ``run``. ``settle_s``: time for the event host to finish the window's last flush."""
     o = ctx.options
-    config = live.config
     connections = min(o.connections, config.concurrency)
     kwargs = {
         "connections": connections,
@@ -334,12 +318,12 @@ def _slice(ctx: Context, live: _Live, seconds: float, run: Run) -> None:
         "methods": h2load.methods(o.mix),
         "cpus": LOAD_CPUS if pinned(ctx) else None,
     }
-    pid = live.server.process.pid
     db_pid = ctx.postgres().pid if config.database == "postgresql" else None
     busy_before = machine_busy_cpu()
     tree_before, db_before, serving_before = tree_cpu(pid), _cpu(db_pid), _process_cpu(pid)
-    result = h2load.run(live.server.port, duration_s=seconds, **kwargs)
-    time.sleep(SETTLE_S)
+    result = h2load.run(port, duration_s=seconds, **kwargs)
+    if settle_s:
+        time.sleep(settle_s)
     tree_after, db_after, serving_after = tree_cpu(pid), _cpu(db_pid), _process_cpu(pid)
     busy_after = machine_busy_cpu()
     errors = {"stream errors": result.failed} if result.failed else {}
