@@ -54,8 +54,16 @@ def host_killed_sync(ctx: Context) -> Result:
     return _host_killed(ctx, "host-killed-sync", "sync")
 
 
+APPENDED = "ori_events_appended_total"
+
+
 def _dropped_events(metrics_port: int) -> float | None:
     """ori_events_dropped_total as the server reports it, or None when it cannot be read."""
+    return _counter(metrics_port, "ori_events_dropped_total")
+
+
+def _counter(metrics_port: int, name: str) -> float | None:
+    """A counter as the server reports it, or None when it cannot be read."""
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=3) as reply:
@@ -64,7 +72,7 @@ def _dropped_events(metrics_port: int) -> float | None:
         return None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "ori_events_dropped_total":
+            if sample.name == name:
                 return float(sample.value)
     return None
 
@@ -83,6 +91,7 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
         restart_s: list[float | None] = []
         for kill_no in range(1, o.host_kills + 1):
             host = server.event_host(o.recovery_timeout_s)
+            appended = _counter(metrics_port, APPENDED) or 0.0
             killed.add(host.pid)
             killed_at = time.monotonic()
             host.kill()
@@ -93,6 +102,13 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
 
             back = wait_until(restarted, o.recovery_timeout_s)
             restart_s.append(None if back is None else back - killed_at)
+
+            # Kill the next one only once it has committed something: a host killed while it
+            # still starts up (slow on a loaded machine) would leave sync calls no host at all.
+            def committed(before: float = appended) -> bool:
+                return (_counter(metrics_port, APPENDED) or 0.0) > before
+
+            wait_until(committed, o.recovery_timeout_s)
             time.sleep(o.between_kills_s)
         time.sleep(o.after_s)
         end = time.monotonic()
