@@ -147,7 +147,14 @@ def down_and_check(stack: Stack, down: list[str], volume: str) -> None:
     result = stack.run(down)
     assert result.returncode == 0, explain(result)
     assert stack.up is not None
-    assert stack.up.wait(timeout=60) == 0, stack.output()
+    code = stack.up.wait(timeout=60)
+    output = stack.output()
+    # docker-compose's attached `up`, talking to podman's Docker API, sometimes asks about the
+    # container after `down` has removed it and exits 1 on podman's answer. That one error is
+    # the tool's race, not ours, and only when the server's last shutdown ended cleanly.
+    podman_race = "does not exist in database: no such container" in output
+    stopped_clean = output.rfind("stopped lost_events=0") > output.rfind("shutting down") >= 0
+    assert code == 0 or (podman_race and stopped_clean), output
     assert stack.containers() == [], "down left containers behind"
     assert stack.engine.exists("volume", f"{stack.project}_{volume}"), "down removed the volume"
 
