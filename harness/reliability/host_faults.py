@@ -108,7 +108,7 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
             def committed(before: float = appended) -> bool:
                 return (_counter(metrics_port, APPENDED) or 0.0) > before
 
-            wait_until(committed, o.recovery_timeout_s)
+            wait_until(committed, o.recovery_timeout_s, every_s=0.2)  # the sampler: 1 per s
             time.sleep(o.between_kills_s)
         time.sleep(o.after_s)
         end = time.monotonic()

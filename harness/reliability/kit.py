@@ -148,10 +148,12 @@ def relative(offset_s: float) -> str:
     return f"{abs(offset_s) * 1000:.0f} ms {'before' if offset_s < 0 else 'after'}"
 
 
-def wait_until(condition: Callable[[], bool], timeout: float) -> float | None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, every_s: float = 0.02
+) -> float | None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             return None
-        time.sleep(0.02)
+        time.sleep(every_s)
     return time.monotonic()

@@ -228,14 +228,15 @@ class CallShipper:
             buffer = self._buffer
             if not self._sync:  # no waiters: nothing to skip or mark
                 entries = [buffer.popleft() for _ in range(min(len(buffer), self._per_batch))]
-            while buffer and len(entries) < self._per_batch:
-                entry = buffer.popleft()
-                waiter = entry[1]
-                if waiter is not None:
-                    if waiter.withdrawn:
-                        continue
-                    waiter.shipped = True
-                entries.append(entry)
+            else:
+                while buffer and len(entries) < self._per_batch:
+                    entry = buffer.popleft()
+                    waiter = entry[1]
+                    if waiter is not None:
+                        if waiter.withdrawn:
+                            continue
+                        waiter.shipped = True
+                    entries.append(entry)
         if not entries:
             return None
         first_seq = self._next_seq

@@ -62,9 +62,10 @@ class LogWatcher:
     def advanced(self, head: int) -> None:
         """A local append committed up to head (a later poll may have passed it already).
         Safe from any thread."""
-        self._advances += 1
-        if head > self.head:
-            self._move_to(head)
+        with self._changed:
+            self._advances += 1
+            if head > self.head:
+                self._set_head(head)
 
     def wait_beyond(self, position: int, timeout_s: float) -> bool:
         """Wait until the head passes position (True), or the timeout or close ends it."""
@@ -85,17 +86,22 @@ class LogWatcher:
                 self._set_available(False, str(error))
             else:
                 self._set_available(True, "")
-                # As the store says (a restored database may be behind us), unless a local
-                # append reported a newer head while the query ran.
-                self._move_to(head, force=advances == self._advances)
+                self._polled(head, advances)
             self._wake.wait(self._interval_s)
             self._wake.clear()
 
-    def _move_to(self, head: int, *, force: bool = False) -> None:
+    def _polled(self, head: int, advances_before: int) -> None:
+        """Take the store's head, even a lower one (a restored database may be behind us),
+        unless a local append reported a newer head while the query ran."""
         with self._changed:
-            if head > self.head or (force and head != self.head):
-                self.head = head
-                self._changed.notify_all()
+            late = advances_before != self._advances
+            if head > self.head or (not late and head != self.head):
+                self._set_head(head)
+
+    def _set_head(self, head: int) -> None:
+        """Called holding ``_changed``."""
+        self.head = head
+        self._changed.notify_all()
 
     def _set_available(self, available: bool, reason: str) -> None:
         if available is self.available:

@@ -39,7 +39,7 @@ from oriserver.store.rows import count_rows, count_types, from_row, to_row
 from oriserver.store.stall_guard import StallGuard
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _AppendStart:
     """What an append learns under the append lock: the head, and, when it projects, the
     totals' checkpoint (locked) and the totals."""
@@ -170,11 +170,10 @@ class PostgresEventStore:
             if project:
                 checkpoint = connection.execute(pg_sql.LOCK_CHECKPOINT, (TOTALS_PROJECTION,))
                 totals = connection.execute(pg_sql.SELECT_TOTALS)
-        start = _AppendStart(_int(head))
-        if project:
-            start.checkpoint = _int(checkpoint)
-            start.totals = sql_common.totals_from_rows(totals.fetchall())
-        return start
+        if not project:
+            return _AppendStart(_int(head))
+        rows = totals.fetchall()
+        return _AppendStart(_int(head), _int(checkpoint), sql_common.totals_from_rows(rows))
 
     def _finish(
         self,
@@ -186,12 +185,12 @@ class PostgresEventStore:
         into the totals: only if they stood at the head before it (otherwise the projection
         is behind and its runner catches up). One round trip: the checkpoint is saved at
         the head by the database itself."""
-        projecting = start.totals is not None and start.checkpoint == start.head
+        totals = start.totals if start.checkpoint == start.head else None
         with connection.pipeline():
             head = connection.execute(pg_sql.LAST_POSITION)
-            if start.totals is not None and projecting:
-                self._store_totals(connection, fold_counts(start.totals, counts), None)
-        return _int(head), projecting
+            if totals is not None:
+                self._store_totals(connection, fold_counts(totals, counts), None)
+        return _int(head), totals is not None
 
     def read(
         self, from_position: int, limit: int, where: ReadFilter = NO_FILTER
