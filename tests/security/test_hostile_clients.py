@@ -8,9 +8,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -319,3 +320,52 @@ def test_clients_abandoning_a_bidirectional_stream_do_not_crash_the_server(
         assert_healthy(server.target)
     finally:
         server.kill()
+
+
+def test_watch_streams_churning_while_health_changes_never_wedge_the_server(
+    server_with: Callable[[Mapping[str, str]], ServerThread],
+) -> None:
+    """Watchers that come and go while the status flips. grpc_health's non-blocking Watch
+    sends under its lock, and grpcio's send waits for the thread that also runs a closing
+    Watch's callback, which wants that lock: once, that deadlock hung every later status
+    change and the shutdown for good (grpc/grpc#43403)."""
+    server = server_with({})
+    assert server.app is not None
+    health = server.app.built.health
+    done = threading.Event()
+
+    def flip_health() -> None:
+        serving = True
+        while not done.is_set():
+            serving = not serving
+            health.set_all(serving)
+
+    def churn_watches() -> None:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while not done.is_set():
+                watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=5) for _ in range(8)]
+                for watch in watches:
+                    next(watch, None)
+                for watch in watches:
+                    watch.cancel()
+
+    workers = [threading.Thread(target=flip_health, daemon=True)]
+    workers += [threading.Thread(target=churn_watches, daemon=True) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    time.sleep(3)
+    done.set()
+    for worker in workers:
+        worker.join(10)
+    wedged = [worker.name for worker in workers if worker.is_alive()]
+    if not wedged:
+        health.set_all(True)
+        assert_healthy(server.target)
+    # Stopped here, on a thread of its own: a wedged server must fail this test, not hang
+    # the fixture's teardown (which then has nothing left to stop).
+    stopping = threading.Thread(target=server.stop, daemon=True)
+    stopping.start()
+    stopping.join(15)
+    assert not wedged, f"still blocked after 10 s: {wedged}"
+    assert not stopping.is_alive(), "the server's stop hung"

@@ -96,8 +96,9 @@ def create_server(parts: ServerParts, address: str, tls: TlsSettings | None = No
     # Blocking Watch: each watcher holds a stream thread. grpc_health's non-blocking Watch
     # sends its first status while holding the servicer's lock, and grpcio's send waits for
     # the serving thread, which may itself be waiting for that lock to close another Watch:
-    # a deadlock seen in the test suite (set_all then hangs a shutdown for good).
-    health_servicer = health.HealthServicer()
+    # a deadlock seen in the test suite (set_all then hangs a shutdown for good), and
+    # upstream as grpc/grpc#43403. The servicer is non-blocking unless told otherwise.
+    health_servicer = health.HealthServicer(experimental_non_blocking=False)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     services: tuple[str, ...] = (MATHHELPER_SERVICE,)
     if parts.events is not None:
