@@ -23,6 +23,7 @@ tests/e2e/test_events_api.py checks it on both engines.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +63,23 @@ class EngineServer:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def started_pool(workers: int, prefix: str) -> ThreadPoolExecutor:
+    """A thread pool whose ``workers`` threads are all running before the first call.
+
+    ThreadPoolExecutor starts a thread on a submit that finds none idle. A hundred
+    subscriptions opened at once then start a hundred threads while calculations wait
+    behind them: with the native engine, whose one pool runs every handler, that burst set
+    the calls' p99 at 45-100 ms (``scripts/reliability --scenario readers-native``). Each
+    task below holds its thread until all are submitted, so every submit starts one.
+    """
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=prefix)
+    all_started = threading.Event()
+    for _ in range(workers):
+        pool.submit(all_started.wait)
+    all_started.set()
+    return pool
+
+
 def create_engine_server(
     engine: str, *, threads: int, stream_threads: int, options: Sequence[tuple[str, Any]]
 ) -> EngineServer:
@@ -70,14 +88,14 @@ def create_engine_server(
         import pygrpc_native
 
         # One pool: pygrpc-native runs every handler on the executor it is given.
-        pool = ThreadPoolExecutor(threads + stream_threads, thread_name_prefix="rpc")
+        pool = started_pool(threads + stream_threads, "rpc")
         native: grpc.Server = pygrpc_native.server(pool, options=list(options))
         return EngineServer(native, None, None, (pool,))
-    calls = ThreadPoolExecutor(threads, thread_name_prefix="rpc")
-    streams = ThreadPoolExecutor(stream_threads, thread_name_prefix="rpc-stream")
+    calls = started_pool(threads, "rpc")
+    streams = started_pool(stream_threads, "rpc-stream")
     # Health checks and event-API reads: a few threads that calculations never hold, so
     # a probe is answered while sync calls wait out a stalled database, and a flood of
     # reads queues here instead of taking the calculation threads.
-    side = ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="rpc-side")
+    side = started_pool(SIDE_THREADS, "rpc-side")
     server = grpc.server(calls, options=list(options))
     return EngineServer(server, streams, side, (calls, streams, side))

@@ -1,8 +1,8 @@
 """The ori.events.v1 servicer: totals, paged history and live subscriptions, read-only.
 
-Readers must not starve callers. Reading a page and turning it into messages is
-CPU work under the GIL, so it is done in chunks and by one reader at a time
-(``ReadPermit``): a hundred subscribers catching up from position 0 then take
+Readers must not starve callers. Reading a page (and the log's start) and turning it
+into messages is CPU work under the GIL, so it is done in chunks and by one reader at a
+time (the read permit): a hundred subscribers catching up from position 0 then take
 turns on one thread's worth of CPU, and calculations still get theirs. Sending
 happens outside the permit, so a slow client never holds it.
 """
@@ -213,7 +213,10 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     ) -> Iterator[pb.SubscribeEventsResponse]:
         try:
             if position == 0:  # from the beginning of the retained log
-                position = self._store.first_position()
+                # Under the permit too: a hundred subscriptions opened at once would otherwise
+                # query together, and their burst is what calculations waited behind.
+                with self._permit:
+                    position = self._store.first_position()
         except StoreError as error:
             context.abort(*status_for(error))
         first, checked = 0, -FIRST_POSITION_REFRESH_S
@@ -229,7 +232,9 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                 contiguous = page[0].position == position if page else position > scanned_to
                 now = time.monotonic()
                 if not contiguous or now - checked >= FIRST_POSITION_REFRESH_S:
-                    first, checked = _check_retained(position, self._store, context), now
+                    with self._permit:
+                        first = _check_retained(position, self._store, context)
+                    checked = now
                 with self._permit:
                     replies = [
                         pb.SubscribeEventsResponse(
