@@ -17,9 +17,10 @@ import psutil
 from harness import h2load
 from harness.event_table import postgres_rows, sqlite_rows
 from harness.load import LoadFailed, LoadProcesses, LoadResult, LoadSpec
+from harness.metrics import sample_count
 from harness.postgres import Postgres
 from harness.procs import machine_busy_cpu, tree_cpu
-from harness.servers import ServerFailed, free_port, metrics_samples, start_server
+from harness.servers import ServerFailed, free_port, start_server
 from oriserver.config.database import DatabaseUrl
 
 
@@ -222,7 +223,7 @@ def _serve_and_measure(
         else:
             _measure_h2load(ctx, config, server.port, server.process.pid, run)
         if config.metrics:  # after the window: proof that metrics were really on
-            run.metrics_samples = metrics_samples(int(env["ORI_METRICS_PORT"]))
+            run.metrics_samples = sample_count(int(env["ORI_METRICS_PORT"]))
     except LoadFailed as error:
         run.failure = f"load generator: {error}"
     finally:
@@ -428,7 +429,7 @@ def _run_sliced(
                     _slice(ctx, live, seconds, live.runs[round_no - 1])
         for live in lives:
             if live.config.metrics:
-                samples = metrics_samples(int(live.env["ORI_METRICS_PORT"]))
+                samples = sample_count(int(live.env["ORI_METRICS_PORT"]))
                 for run in live.runs:
                     run.metrics_samples = samples
     finally:

@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,14 +226,3 @@ def running_server(
         yield server
     finally:
         server.stop()
-
-
-def metrics_samples(port: int) -> int | None:
-    """Samples on http://127.0.0.1:port/metrics, or None when nothing answers there."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as reply:
-            text = reply.read().decode(errors="replace")
-    except OSError:
-        return None
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))

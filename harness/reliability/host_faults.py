@@ -18,14 +18,12 @@ import contextlib
 import os
 import signal
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from harness.faultproxy import FaultProxy
 from harness.load import Load
+from harness.metrics import read_value
 from harness.postgres import proxied
 from harness.reliability.kit import (
     Context,
@@ -59,22 +57,7 @@ APPENDED = "ori_events_appended_total"
 
 def _dropped_events(metrics_port: int) -> float | None:
     """ori_events_dropped_total as the server reports it, or None when it cannot be read."""
-    return _counter(metrics_port, "ori_events_dropped_total")
-
-
-def _counter(metrics_port: int, name: str) -> float | None:
-    """A counter as the server reports it, or None when it cannot be read."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as reply:
-            text = reply.read().decode()
-    except OSError:
-        return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    return None
+    return read_value(metrics_port, "ori_events_dropped_total")
 
 
 def _host_killed(ctx: Context, name: str, durability: str) -> Result:
@@ -91,7 +74,7 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
         restart_s: list[float | None] = []
         for kill_no in range(1, o.host_kills + 1):
             host = server.event_host(o.recovery_timeout_s)
-            appended = _counter(metrics_port, APPENDED) or 0.0
+            appended = read_value(metrics_port, APPENDED) or 0.0
             killed.add(host.pid)
             killed_at = time.monotonic()
             host.kill()
@@ -106,7 +89,7 @@ def _host_killed(ctx: Context, name: str, durability: str) -> Result:
             # Kill the next one only once it has committed something: a host killed while it
             # still starts up (slow on a loaded machine) would leave sync calls no host at all.
             def committed(before: float = appended) -> bool:
-                return (_counter(metrics_port, APPENDED) or 0.0) > before
+                return (read_value(metrics_port, APPENDED) or 0.0) > before
 
             wait_until(committed, o.recovery_timeout_s, every_s=0.2)  # the sampler: 1 per s
             time.sleep(o.between_kills_s)

@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.metrics import scrape, value, wait_for_value
 from harness.servers import free_port, server_env, start_server
 from oriserver._generated import mathhelper_pb2 as pb
 from oriserver._generated import mathhelper_pb2_grpc as pb_grpc
-from tests.support.metrics import scrape, value, wait_for_value
 
 pytestmark = pytest.mark.slow
 

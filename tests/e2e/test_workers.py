@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness.event_table import stored_calls
 from harness.load import Load
+from harness.metrics import scrape, value, wait_for_value
 from harness.servers import free_port, start_server
 from oriserver.config.database import DatabaseUrl
 from tests.e2e.test_metrics import make_calls
-from tests.support.metrics import scrape, value, wait_for_value
 
 pytestmark = pytest.mark.slow
 

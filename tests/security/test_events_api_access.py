@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from harness.metrics import wait_for_value
 from harness.servers import ServerProcess, free_port, server_env, start_server
 from oriserver._generated import mathhelper_pb2 as mh
 from oriserver._generated import mathhelper_pb2_grpc as mh_grpc
@@ -27,7 +28,6 @@ from oriserver._generated.ori.events.v1 import events_pb2_grpc as pb_grpc
 from oriserver.service.access import token_id
 from tests.security.conftest import run_ori
 from tests.security.pki import Pki
-from tests.support.metrics import wait_for_value
 
 ENGINES = pytest.mark.parametrize("engine", ["grpcio", "native"])
 TOKEN = "reader-token-0123456789abcdef"  # noqa: S105 - a test token
