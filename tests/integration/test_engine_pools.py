@@ -28,10 +28,11 @@ def _pool_names(threads: list[threading.Thread]) -> Counter[str]:
 def test_each_pool_starts_all_its_threads_when_the_server_is_created(
     engine: str, expected: dict[str, int]
 ) -> None:
-    before = {thread.ident for thread in threading.enumerate()}
+    # Thread objects, not idents: the system reuses a finished thread's ident.
+    before = set(threading.enumerate())
     created = create_engine_server(engine, threads=3, stream_threads=5, options=[])
     try:
-        new = _pool_names([t for t in threading.enumerate() if t.ident not in before])
+        new = _pool_names([t for t in threading.enumerate() if t not in before])
         assert {name: new[name] for name in expected} == expected
     finally:
         created.shutdown_pools()
