@@ -231,11 +231,9 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                 # fresh) is the start read again. That halves a catching-up reader's queries.
                 contiguous = page[0].position == position if page else position > scanned_to
                 now = time.monotonic()
-                if not contiguous or now - checked >= FIRST_POSITION_REFRESH_S:
-                    with self._permit:
-                        first = _check_retained(position, self._store, context)
-                    checked = now
                 with self._permit:
+                    if not contiguous or now - checked >= FIRST_POSITION_REFRESH_S:
+                        first, checked = _check_retained(position, self._store, context), now
                     replies = [
                         pb.SubscribeEventsResponse(
                             event=event_mapping.event_message(e), first_position=first
