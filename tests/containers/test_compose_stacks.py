@@ -153,7 +153,9 @@ def down_and_check(stack: Stack, down: list[str], volume: str) -> None:
     # container after `down` has removed it and exits 1 on podman's answer. That one error is
     # the tool's race, not ours, and only when the server's last shutdown ended cleanly.
     podman_race = "does not exist in database: no such container" in output
-    stopped_clean = output.rfind("stopped lost_events=0") > output.rfind("shutting down") >= 0
+    # The dev stack logs text, the prod stack JSON.
+    stopped = max(output.rfind("stopped lost_events=0"), output.rfind('"stopped","lost_events":0'))
+    stopped_clean = stopped > output.rfind("shutting down") >= 0
     assert code == 0 or (podman_race and stopped_clean), output
     assert stack.containers() == [], "down left containers behind"
     assert stack.engine.exists("volume", f"{stack.project}_{volume}"), "down removed the volume"
